@@ -1,0 +1,4 @@
+//! The control plane: the configuration file (typed, validated once, checkable
+//! with `--check-config`), and later the REST API and metrics.
+
+pub mod config;
