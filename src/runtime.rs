@@ -1,0 +1,398 @@
+//! Brings seqd up from a validated [`Config`] and takes it down again:
+//! EAL, mempool, ports, one worker per configured lcore, the shutdown signal,
+//! and the final counters.
+//!
+//! Shutdown order matters: workers stop and flush their tx buffers, then the
+//! ports stop and close (which completes pcap outputs), then the mempool is
+//! freed and EAL cleaned up.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tracing::{error, info, warn};
+
+use crate::control::config::Config;
+use crate::datapath::counters::{Counters, DropReason};
+use crate::datapath::dpdk::{self, Eal, LinkStatus, Mempool, Port, PortSetup, PortStats};
+use crate::datapath::packet::MacAddr;
+use crate::datapath::pipeline::{Datapath, Interface};
+use crate::datapath::worker::{RxPort, Worker};
+
+/// Descriptors per rx and tx queue.
+pub const RX_DESC: u16 = 1024;
+pub const TX_DESC: u16 = 1024;
+/// Per-lcore mempool cache (DPDK caps it at 512).
+pub const MBUF_CACHE: u32 = 256;
+/// Data room per mbuf: a 1518-byte frame plus the default 128-byte headroom.
+pub const MBUF_DATA_ROOM: u16 = 2048 + 128;
+
+const ENOTSUP: i32 = 95;
+
+/// How the run ends besides a signal.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Stop once no worker has received a packet for this long (replayed
+    /// pcaps in tests and benchmarks).
+    pub exit_when_idle: Option<Duration>,
+    /// Stop after this long, whatever the traffic (benchmarks).
+    pub duration: Option<Duration>,
+    /// Write the final counters here as JSON.
+    pub stats_file: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+pub enum RunError {
+    Dpdk(dpdk::DpdkError),
+    Io(String),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Dpdk(e) => write!(f, "{e}"),
+            RunError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<dpdk::DpdkError> for RunError {
+    fn from(e: dpdk::DpdkError) -> Self {
+        RunError::Dpdk(e)
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct InterfaceStats {
+    pub name: String,
+    pub device: String,
+    pub mac: String,
+    pub ipv4: Ipv4Addr,
+    pub port: PortStats,
+    pub link: Option<LinkStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WorkerStats {
+    pub lcore: u32,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub arp_replies: u64,
+    pub busy_cycles: u64,
+    pub total_cycles: u64,
+}
+
+/// Everything seqd counted, as written to `--stats-file`.
+#[derive(Debug, Serialize)]
+pub struct Stats {
+    pub interfaces: Vec<InterfaceStats>,
+    pub workers: Vec<WorkerStats>,
+    pub drops: std::collections::BTreeMap<&'static str, u64>,
+}
+
+fn collect_stats(config: &Config, ports: &[Port], counters: &Counters) -> Stats {
+    let interfaces = config
+        .interfaces
+        .iter()
+        .zip(ports)
+        .map(|(ic, p)| InterfaceStats {
+            name: ic.name.clone(),
+            device: ic.device_name().to_string(),
+            mac: ic
+                .mac
+                .map(|m| m.0)
+                .or_else(|| p.mac().ok())
+                .map(|m| MacAddr(m).to_string())
+                .unwrap_or_default(),
+            ipv4: ic.ipv4.addr,
+            port: p.stats().unwrap_or_default(),
+            link: p.link().ok(),
+        })
+        .collect();
+    let workers = config
+        .workers
+        .lcores
+        .iter()
+        .zip(counters.workers())
+        .map(|(&lcore, w)| WorkerStats {
+            lcore,
+            rx_packets: w.rx_packets.get(),
+            rx_bytes: w.rx_bytes.get(),
+            tx_packets: w.tx_packets.get(),
+            arp_replies: w.arp_replies.get(),
+            busy_cycles: w.busy_cycles.get(),
+            total_cycles: w.total_cycles.get(),
+        })
+        .collect();
+    let drops = DropReason::ALL
+        .iter()
+        .map(|&r| (r.name(), counters.drops(r)))
+        .collect();
+    Stats {
+        interfaces,
+        workers,
+        drops,
+    }
+}
+
+fn log_stats(s: &Stats) {
+    for i in &s.interfaces {
+        info!(
+            interface = %i.name,
+            rx_packets = i.port.rx_packets,
+            tx_packets = i.port.tx_packets,
+            rx_missed = i.port.rx_missed,
+            rx_errors = i.port.rx_errors,
+            tx_errors = i.port.tx_errors,
+            rx_nombuf = i.port.rx_nombuf,
+            "port counters"
+        );
+    }
+    for w in &s.workers {
+        info!(
+            lcore = w.lcore,
+            rx_packets = w.rx_packets,
+            tx_packets = w.tx_packets,
+            busy = format_args!(
+                "{:.1}%",
+                100.0 * w.busy_cycles as f64 / w.total_cycles.max(1) as f64
+            ),
+            "worker counters"
+        );
+    }
+    let drops: Vec<String> = s
+        .drops
+        .iter()
+        .filter(|(_, &n)| n > 0)
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect();
+    info!(drops = %drops.join(" "), "drops by reason");
+}
+
+/// Blocks SIGINT and SIGTERM in this thread (and so in every thread created
+/// after, EAL's included) and turns their arrival into `quit` on a thread of
+/// their own. Call before EAL init.
+pub fn install_signal_flag(quit: Arc<AtomicBool>) -> std::io::Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set.thread_block().map_err(std::io::Error::from)?;
+    std::thread::Builder::new()
+        .name("seqd-signals".into())
+        .spawn(move || loop {
+            match set.wait() {
+                Ok(sig) => {
+                    if quit.swap(true, Ordering::SeqCst) {
+                        // Second signal while shutting down: stop now.
+                        warn!(signal = %sig, "second signal, exiting at once");
+                        std::process::exit(130);
+                    }
+                    info!(signal = %sig, "shutting down");
+                }
+                Err(e) => {
+                    error!("sigwait failed: {e}");
+                    return;
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// Runs seqd until a signal or a [`RunOptions`] condition stops it.
+pub fn run(config: &Config, opts: &RunOptions, quit: Arc<AtomicBool>) -> Result<Stats, RunError> {
+    let eal = Eal::init(&config.eal_args())?;
+    info!(version = %dpdk::version(), main_lcore = eal.main_lcore(), "EAL ready");
+    let result = run_with_eal(&eal, config, opts, quit);
+    drop(eal);
+    remove_runtime_dir(&config.eal.file_prefix);
+    result
+}
+
+fn run_with_eal(
+    eal: &Eal,
+    config: &Config,
+    opts: &RunOptions,
+    quit: Arc<AtomicBool>,
+) -> Result<Stats, RunError> {
+    let nworkers = config.workers.lcores.len();
+    for &l in &config.workers.lcores {
+        if !eal.lcore_enabled(l) {
+            return Err(RunError::Io(format!(
+                "workers.lcores: lcore {l} is not enabled in EAL"
+            )));
+        }
+    }
+    let socket = eal.socket_of_lcore(config.workers.lcores[0]);
+    let pool = Mempool::new(
+        "seqd_mbufs",
+        config.eal.mbufs,
+        MBUF_CACHE,
+        MBUF_DATA_ROOM,
+        socket,
+    )?;
+
+    // Ports are declared after the pool so they drop (close) before it.
+    let mut ports = Vec::with_capacity(config.interfaces.len());
+    let mut interfaces = Vec::with_capacity(config.interfaces.len());
+    for ic in &config.interfaces {
+        let port_err = |e: dpdk::DpdkError| {
+            RunError::Io(format!("interface {} ({}): {e}", ic.name, ic.device))
+        };
+        let port = Port::open(
+            &ic.port_name(),
+            &PortSetup {
+                rx_queues: nworkers as u16,
+                tx_queues: nworkers as u16,
+                rx_desc: RX_DESC,
+                tx_desc: TX_DESC,
+                pool: &pool,
+            },
+        )
+        .map_err(port_err)?;
+        let mac = match ic.mac {
+            None => MacAddr(port.mac().map_err(port_err)?),
+            Some(mac) => {
+                match port.set_mac(mac.0) {
+                    Ok(()) => {}
+                    // The port is promiscuous, so frames to the configured MAC
+                    // still arrive; seqd uses it as its source MAC in software.
+                    Err(e) if e.errno == ENOTSUP => {
+                        warn!(interface = %ic.name, %mac, "the device cannot change its MAC; using it in software (promiscuous)")
+                    }
+                    Err(e) => return Err(port_err(e)),
+                }
+                mac
+            }
+        };
+        info!(interface = %ic.name, device = %ic.device_name(), port = port.id(), %mac, ipv4 = %ic.ipv4, "port started");
+        ports.push(port);
+        interfaces.push(Interface {
+            mac,
+            ipv4: ic.ipv4.addr,
+        });
+    }
+
+    let datapath = Arc::new(Datapath::new(interfaces));
+    let counters = Arc::new(Counters::new(nworkers));
+
+    let mut launched = Vec::new();
+    let mut launch_error = None;
+    for (w, &lcore) in config.workers.lcores.iter().enumerate() {
+        let rx = ports
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                p.rx_queue(w as u16).map(|queue| RxPort {
+                    iface: i as u16,
+                    queue,
+                })
+            })
+            .collect();
+        let tx = ports
+            .iter()
+            .map(|p| {
+                p.tx_queue(w as u16)
+                    .expect("tx queue per worker was configured")
+            })
+            .collect();
+        let worker = Worker::new(
+            w,
+            rx,
+            tx,
+            config.workers.burst,
+            Arc::clone(&datapath),
+            Arc::clone(&counters),
+            Arc::clone(&quit),
+        );
+        match eal.launch(lcore, move || worker.run()) {
+            Ok(()) => launched.push(lcore),
+            Err(e) => {
+                launch_error = Some(e);
+                quit.store(true, Ordering::SeqCst);
+                break;
+            }
+        }
+    }
+    if launch_error.is_none() {
+        info!(workers = ?config.workers.lcores, interfaces = ports.len(), "seqd ready");
+        supervise(opts, &quit, &counters);
+    }
+    quit.store(true, Ordering::SeqCst);
+    for &lcore in &launched {
+        let rc = eal.wait(lcore);
+        if rc != 0 {
+            warn!(lcore, rc, "worker returned an error");
+        }
+    }
+    let stats = collect_stats(config, &ports, &counters);
+    for p in ports {
+        let name = p.name().to_string();
+        if let Err(e) = p.close() {
+            warn!(port = %name, "close: {e}");
+        }
+    }
+    drop(pool);
+    if let Some(e) = launch_error {
+        return Err(e.into());
+    }
+    log_stats(&stats);
+    if let Some(path) = &opts.stats_file {
+        write_stats(path, &stats)?;
+    }
+    Ok(stats)
+}
+
+/// Waits on the main lcore until a stop condition holds.
+fn supervise(opts: &RunOptions, quit: &AtomicBool, counters: &Counters) {
+    let start = Instant::now();
+    let hz = dpdk::tsc_hz();
+    let start_tsc = dpdk::rdtsc();
+    while !quit.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(5));
+        if let Some(d) = opts.duration {
+            if start.elapsed() >= d {
+                info!("run duration reached");
+                break;
+            }
+        }
+        if let Some(idle) = opts.exit_when_idle {
+            let last = counters
+                .workers()
+                .map(|w| w.last_rx_tsc.get())
+                .max()
+                .unwrap_or(0)
+                .max(start_tsc);
+            let idle_tsc = dpdk::rdtsc().saturating_sub(last);
+            if idle_tsc as u128 * 1000 >= idle.as_millis() * hz as u128 {
+                info!(
+                    idle_ms = idle.as_millis() as u64,
+                    "no packets received for the idle time, stopping"
+                );
+                break;
+            }
+        }
+    }
+}
+
+fn write_stats(path: &Path, stats: &Stats) -> Result<(), RunError> {
+    let tmp = path.with_extension("tmp");
+    let text = serde_json::to_string_pretty(stats).map_err(|e| RunError::Io(e.to_string()))?;
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| RunError::Io(format!("writing stats to {}: {e}", path.display())))
+}
+
+/// EAL leaves its runtime directory behind; a clean exit removes it.
+fn remove_runtime_dir(prefix: &str) {
+    let dir = Path::new("/var/run/dpdk").join(prefix);
+    if dir.exists() {
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            warn!("cannot remove {}: {e}", dir.display());
+        }
+    }
+}
