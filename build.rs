@@ -4,7 +4,7 @@ use std::process::Command;
 
 fn main() {
     let git = Command::new("git")
-        .args(["describe", "--always", "--dirty"])
+        .args(["rev-parse", "--short", "HEAD"])
         .output()
         .ok()
         .filter(|o| o.status.success())
@@ -18,6 +18,7 @@ fn main() {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=SEQD_BUILD_INFO=git {git}, DPDK {dpdk}");
+    // Not .git/index: git commands refresh it, which would rebuild seqd on every run.
     println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/index");
+    println!("cargo:rerun-if-changed=.git/refs/heads");
 }
