@@ -16,11 +16,13 @@ use serde::Serialize;
 use tracing::{error, info, warn};
 
 use crate::control::config::Config;
+use crate::control::services;
 use crate::datapath::counters::{Counters, DropReason};
 use crate::datapath::dpdk::{self, Eal, LinkStatus, Mempool, Port, PortSetup, PortStats};
 use crate::datapath::packet::MacAddr;
 use crate::datapath::pipeline::{Datapath, Interface};
-use crate::datapath::worker::{RxPort, Worker};
+use crate::datapath::tables::{Published, Tables};
+use crate::datapath::worker::{RxPort, Worker, WorkerContext};
 
 /// Descriptors per rx and tx queue.
 pub const RX_DESC: u16 = 1024;
@@ -76,12 +78,35 @@ pub struct InterfaceStats {
 }
 
 #[derive(Debug, Serialize)]
+pub struct ServiceStats {
+    pub service: String,
+    pub ip: Ipv4Addr,
+    pub protocol: String,
+    pub port: u16,
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    pub packets_out: u64,
+    pub bytes_out: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeviceStats {
+    pub name: String,
+    pub packets_to: u64,
+    pub bytes_to: u64,
+    pub packets_from: u64,
+    pub bytes_from: u64,
+}
+
+#[derive(Debug, Serialize)]
 pub struct WorkerStats {
     pub lcore: u32,
     pub rx_packets: u64,
     pub rx_bytes: u64,
     pub tx_packets: u64,
     pub arp_replies: u64,
+    pub arp_requests: u64,
+    pub arp_learned: u64,
     pub busy_cycles: u64,
     pub total_cycles: u64,
 }
@@ -91,10 +116,39 @@ pub struct WorkerStats {
 pub struct Stats {
     pub interfaces: Vec<InterfaceStats>,
     pub workers: Vec<WorkerStats>,
+    pub services: Vec<ServiceStats>,
+    pub devices: Vec<DeviceStats>,
     pub drops: std::collections::BTreeMap<&'static str, u64>,
 }
 
-fn collect_stats(config: &Config, ports: &[Port], counters: &Counters) -> Stats {
+fn collect_stats(config: &Config, ports: &[Port], tables: &Tables, counters: &Counters) -> Stats {
+    let services = tables
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| ServiceStats {
+            service: p.service.clone(),
+            ip: p.ip,
+            protocol: p.protocol.to_string(),
+            port: p.port,
+            packets_in: counters.sum(|w| w.services[i].packets_in.get()),
+            bytes_in: counters.sum(|w| w.services[i].bytes_in.get()),
+            packets_out: counters.sum(|w| w.services[i].packets_out.get()),
+            bytes_out: counters.sum(|w| w.services[i].bytes_out.get()),
+        })
+        .collect();
+    let devices = tables
+        .devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| DeviceStats {
+            name: d.name.clone(),
+            packets_to: counters.sum(|w| w.devices[i].packets_to.get()),
+            bytes_to: counters.sum(|w| w.devices[i].bytes_to.get()),
+            packets_from: counters.sum(|w| w.devices[i].packets_from.get()),
+            bytes_from: counters.sum(|w| w.devices[i].bytes_from.get()),
+        })
+        .collect();
     let interfaces = config
         .interfaces
         .iter()
@@ -124,6 +178,8 @@ fn collect_stats(config: &Config, ports: &[Port], counters: &Counters) -> Stats 
             rx_bytes: w.rx_bytes.get(),
             tx_packets: w.tx_packets.get(),
             arp_replies: w.arp_replies.get(),
+            arp_requests: w.arp_requests.get(),
+            arp_learned: w.arp_learned.get(),
             busy_cycles: w.busy_cycles.get(),
             total_cycles: w.total_cycles.get(),
         })
@@ -135,6 +191,8 @@ fn collect_stats(config: &Config, ports: &[Port], counters: &Counters) -> Stats 
     Stats {
         interfaces,
         workers,
+        services,
+        devices,
         drops,
     }
 }
@@ -228,13 +286,13 @@ fn run_with_eal(
         }
     }
     let socket = eal.socket_of_lcore(config.workers.lcores[0]);
-    let pool = Mempool::new(
+    let pool = Arc::new(Mempool::new(
         "seqd_mbufs",
         config.eal.mbufs,
         MBUF_CACHE,
         MBUF_DATA_ROOM,
         socket,
-    )?;
+    )?);
 
     // Ports are declared after the pool so they drop (close) before it.
     let mut ports = Vec::with_capacity(config.interfaces.len());
@@ -278,7 +336,27 @@ fn run_with_eal(
     }
 
     let datapath = Arc::new(Datapath::new(interfaces));
-    let counters = Arc::new(Counters::new(nworkers));
+    let tables = services::compile(config, 1).map_err(|e| {
+        RunError::Io(format!(
+            "{} = {}: {}",
+            e.key,
+            e.value.unwrap_or_default(),
+            e.message
+        ))
+    })?;
+    info!(
+        service_ports = tables.ports.len(),
+        devices = tables.devices.len(),
+        neighbors = tables.neighbors.len(),
+        version = tables.version,
+        "tables compiled"
+    );
+    let counters = Arc::new(Counters::new(
+        nworkers,
+        tables.ports.len(),
+        tables.devices.len(),
+    ));
+    let published = Arc::new(Published::new(tables, nworkers));
 
     let mut launched = Vec::new();
     let mut launch_error = None;
@@ -304,10 +382,14 @@ fn run_with_eal(
             w,
             rx,
             tx,
-            config.workers.burst,
-            Arc::clone(&datapath),
-            Arc::clone(&counters),
-            Arc::clone(&quit),
+            WorkerContext {
+                burst_size: config.workers.burst,
+                datapath: Arc::clone(&datapath),
+                published: Arc::clone(&published),
+                pool: Arc::clone(&pool),
+                counters: Arc::clone(&counters),
+                quit: Arc::clone(&quit),
+            },
         );
         match eal.launch(lcore, move || worker.run()) {
             Ok(()) => launched.push(lcore),
@@ -329,7 +411,7 @@ fn run_with_eal(
             warn!(lcore, rc, "worker returned an error");
         }
     }
-    let stats = collect_stats(config, &ports, &counters);
+    let stats = collect_stats(config, &ports, &published.load(0), &counters);
     for p in ports {
         let name = p.name().to_string();
         if let Err(e) = p.close() {

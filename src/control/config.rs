@@ -61,6 +61,7 @@ use std::str::FromStr;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
+use super::services::{compile, ClientConfig, DeviceConfig, ServiceConfig};
 use crate::datapath::packet::MacAddr;
 
 /// Default EAL memory in MB (`-m`).
@@ -99,6 +100,15 @@ pub struct Config {
     pub workers: WorkersConfig,
     #[serde(default)]
     pub control: ControlConfig,
+    /// `[client]`: where clients are (needed once there are services).
+    #[serde(default)]
+    pub client: Option<ClientConfig>,
+    /// `[[device]]` sections.
+    #[serde(rename = "device", default)]
+    pub devices: Vec<DeviceConfig>,
+    /// `[[service]]` sections.
+    #[serde(rename = "service", default)]
+    pub services: Vec<ServiceConfig>,
 }
 
 /// `[eal]`: what `rte_eal_init` gets.
@@ -333,7 +343,21 @@ impl<T> Visitor<'_> for StrVisitor<T> {
     }
 }
 
-fn de_opt_mac<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MacAddr>, D::Error> {
+pub(crate) fn de_ipv4<'de, D: Deserializer<'de>>(d: D) -> Result<Ipv4Addr, D::Error> {
+    d.deserialize_str(StrVisitor {
+        expecting: "an IPv4 address string like \"192.0.2.1\"",
+        parse: |s| {
+            s.parse::<Ipv4Addr>()
+                .map_err(|_| format!("invalid IPv4 address {s:?}"))
+        },
+    })
+}
+
+pub(crate) fn de_opt_ipv4<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Ipv4Addr>, D::Error> {
+    de_ipv4(d).map(Some)
+}
+
+pub(crate) fn de_opt_mac<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MacAddr>, D::Error> {
     d.deserialize_str(StrVisitor {
         expecting: "a MAC address string like \"02:00:00:00:00:01\"",
         parse: |s| s.parse::<MacAddr>().map_err(|e| e.to_string()),
@@ -695,7 +719,20 @@ impl Config {
         Config::check_workers,
         Config::check_interfaces,
         Config::check_control,
+        Config::check_services,
     ];
+
+    /// Compiles services and devices once, to catch what only the compiler sees.
+    fn check_services(&self, _cpus: &[u32]) -> Result<(), Invalid> {
+        if self.client.is_none() && self.devices.is_empty() && self.services.is_empty() {
+            return Ok(());
+        }
+        compile(self, 0).map(|_| ()).map_err(|e| Invalid {
+            key: e.key,
+            value: e.value,
+            message: e.message,
+        })
+    }
 
     fn check_eal(&self, cpus: &[u32]) -> Result<(), Invalid> {
         let eal = &self.eal;

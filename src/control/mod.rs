@@ -2,3 +2,4 @@
 //! with `--check-config`), and later the REST API and metrics.
 
 pub mod config;
+pub mod services;

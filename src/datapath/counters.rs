@@ -71,8 +71,16 @@ drop_reasons! {
     ArpNotOurs => "arp_not_ours",
     /// An ARP reply or other operation seqd has no use for.
     ArpIgnored => "arp_ignored",
-    /// An IPv4 packet that matches no service.
+    /// An IPv4 packet that matches no service (or carries no port: ICMP).
     NoService => "no_service",
+    /// A service matched, but the sender is not the hop the sequence expects.
+    SourceNotVerified => "source_not_verified",
+    /// A non-first IPv4 fragment: it carries no port to steer by.
+    FragmentNoPort => "fragment_no_port",
+    /// The next hop's MAC was not resolved in time.
+    NoArpEntry => "no_arp_entry",
+    /// No mbuf for a copy to a passive device or an ARP request.
+    NoMbuf => "no_mbuf",
     /// The tx queue was full; the packet was freed unsent.
     TxFull => "tx_full",
 }
@@ -85,6 +93,8 @@ pub struct WorkerCounters {
     pub tx_packets: Counter,
     pub tx_bytes: Counter,
     pub arp_replies: Counter,
+    pub arp_learned: Counter,
+    pub arp_requests: Counter,
     /// TSC cycles spent in bursts that carried packets, and in total polling;
     /// their ratio is how busy the worker is.
     pub busy_cycles: Counter,
@@ -92,9 +102,41 @@ pub struct WorkerCounters {
     /// TSC of the last burst that carried packets (used to detect idleness).
     pub last_rx_tsc: Counter,
     drops: [Counter; DropReason::COUNT],
+    /// Per service port (index of the compiled port).
+    pub services: Box<[ServiceCounters]>,
+    /// Per device (device id).
+    pub devices: Box<[DeviceCounters]>,
+}
+
+/// What a service port is billed on: frames and bytes from and to the client side.
+#[derive(Default)]
+pub struct ServiceCounters {
+    pub packets_in: Counter,
+    pub bytes_in: Counter,
+    pub packets_out: Counter,
+    pub bytes_out: Counter,
+}
+
+/// Frames seqd sent to a device (copies included) and steered from it.
+#[derive(Default)]
+pub struct DeviceCounters {
+    pub packets_to: Counter,
+    pub bytes_to: Counter,
+    pub packets_from: Counter,
+    pub bytes_from: Counter,
 }
 
 impl WorkerCounters {
+    pub fn new(service_ports: usize, devices: usize) -> Self {
+        WorkerCounters {
+            services: (0..service_ports)
+                .map(|_| ServiceCounters::default())
+                .collect(),
+            devices: (0..devices).map(|_| DeviceCounters::default()).collect(),
+            ..Default::default()
+        }
+    }
+
     #[inline(always)]
     pub fn drop(&self, reason: DropReason, n: u64) {
         self.drops[reason as usize].add(n);
@@ -111,10 +153,12 @@ pub struct Counters {
 }
 
 impl Counters {
-    pub fn new(workers: usize) -> Self {
+    /// Counters for `workers` workers, each with room for `service_ports`
+    /// service ports and `devices` devices.
+    pub fn new(workers: usize, service_ports: usize, devices: usize) -> Self {
         Counters {
             workers: (0..workers)
-                .map(|_| CachePadded::new(WorkerCounters::default()))
+                .map(|_| CachePadded::new(WorkerCounters::new(service_ports, devices)))
                 .collect(),
         }
     }
@@ -154,7 +198,7 @@ mod tests {
 
     #[test]
     fn sums_across_workers() {
-        let c = Counters::new(3);
+        let c = Counters::new(3, 2, 1);
         c.worker(0).drop(DropReason::NoService, 2);
         c.worker(2).drop(DropReason::NoService, 5);
         c.worker(1).drop(DropReason::Truncated, 1);
@@ -163,5 +207,8 @@ mod tests {
         assert_eq!(c.drops(DropReason::Truncated), 1);
         assert_eq!(c.drops(DropReason::Malformed), 0);
         assert_eq!(c.sum(|w| w.rx_packets.get()), 7);
+        c.worker(0).services[1].bytes_in.add(100);
+        c.worker(2).services[1].bytes_in.add(20);
+        assert_eq!(c.sum(|w| w.services[1].bytes_in.get()), 120);
     }
 }

@@ -1,27 +1,85 @@
 //! The pure per-packet core: looks at a frame received on an interface and
-//! decides its [`Verdict`], rewriting the frame in place when it is sent on.
-//! It knows nothing of DPDK and is tested with byte fixtures.
+//! decides its [`Verdict`] against the compiled [`Tables`]. It knows nothing
+//! of DPDK and is tested with byte fixtures.
 //!
-//! Until service sequencing lands, seqd answers ARP requests for its
-//! interfaces' own addresses and drops everything else with a counted reason.
+//! Steering (docs/sequencing.md has the full contract): the sender is known
+//! by (interface, VLAN, source MAC); a packet whose destination is a service
+//! IP and port goes forward to the next hop of that port's sequence; a packet
+//! whose source is one goes back the other way, to the client side at the
+//! end. Only the Ethernet header changes, except toward and from an end
+//! device in NAT mode (destination/source address) or with port translation.
+//! The worker applies the decision: [`apply_rewrite`] for L3/L4, then a new
+//! Ethernet header written by [`write_l2`].
 
 use std::net::Ipv4Addr;
 
 use super::counters::DropReason;
 use super::packet::arp::{ArpOperation, ArpPacket};
+use super::packet::checksum;
 use super::packet::ethernet::{self, EthernetFrame};
 use super::packet::ipv4::Ipv4Packet;
 use super::packet::tcp::TcpPacket;
 use super::packet::udp::UdpPacket;
 use super::packet::{Error as PacketError, EtherType, IpProtocol, MacAddr};
+use super::tables::{Copies, DeviceId, DeviceMode, Leg, NextMac, ServicePort, Tables};
 
 /// What happens to one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Send the (rewritten) frame out of interface `iface`.
-    Forward { iface: u16 },
+    /// Rewrite L3/L4, then send to `to` with a new Ethernet header.
+    Steer(Steer),
+    /// Send the frame, already rewritten in place, back out of `iface`
+    /// (an ARP reply).
+    Bounce { iface: u16 },
+    /// Used up by seqd itself (an ARP reply it learnt from).
+    Consumed,
     /// Free it and count it under `reason`.
     Drop(DropReason),
+}
+
+/// Which service counter a steered packet adds to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    /// Entering its sequence from the client side (or a proxy).
+    In(u32),
+    /// Leaving toward the client side.
+    Out(u32),
+    /// Between hops.
+    Transit,
+}
+
+/// A steering decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Steer {
+    pub to: Leg,
+    /// The device `to` belongs to (None: the gateway).
+    pub to_device: Option<DeviceId>,
+    /// The device the packet came from (None: a client).
+    pub from_device: Option<DeviceId>,
+    /// Length of the Ethernet header as received (14, or 18 when tagged).
+    pub l3_offset: u8,
+    pub rewrite: Rewrite,
+    /// Passive devices that get a copy, with the leg each is reached on.
+    pub copies: Copies,
+    /// Copy what arrived (return traffic from a hop) rather than what is sent.
+    pub copies_before_rewrite: bool,
+    pub count: Count,
+}
+
+/// L3/L4 fields to change; None leaves a field as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rewrite {
+    pub src_ip: Option<Ipv4Addr>,
+    pub dst_ip: Option<Ipv4Addr>,
+    pub src_port: Option<u16>,
+    pub dst_port: Option<u16>,
+}
+
+impl Rewrite {
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        *self == Rewrite::default()
+    }
 }
 
 /// What the datapath knows about one of seqd's own interfaces.
@@ -49,13 +107,17 @@ pub struct Ipv4Key {
     /// Source and destination ports for TCP/UDP first fragments; None for other
     /// protocols and for non-first fragments (which carry no L4 header).
     pub ports: Option<(u16, u16)>,
+    /// A non-first fragment.
+    pub later_fragment: bool,
 }
 
 /// Parses and validates the IPv4 packet and its TCP/UDP header.
+#[inline]
 pub fn ipv4_key(l3: &[u8]) -> Result<Ipv4Key, DropReason> {
     let ip = Ipv4Packet::new_checked(l3)?;
     let protocol = ip.protocol();
-    let ports = if ip.frag_offset() != 0 {
+    let later_fragment = ip.frag_offset() != 0;
+    let ports = if later_fragment {
         None
     } else {
         match protocol {
@@ -75,10 +137,137 @@ pub fn ipv4_key(l3: &[u8]) -> Result<Ipv4Key, DropReason> {
         dst: ip.dst_addr(),
         protocol,
         ports,
+        later_fragment,
     })
 }
 
-/// The compiled, immutable view of seqd's interfaces the workers share.
+/// Applies `rw` to an IPv4 packet already validated by [`ipv4_key`],
+/// updating the IPv4 and TCP/UDP checksums incrementally (RFC 1624). A UDP
+/// checksum of 0 (none) stays 0.
+#[inline]
+pub fn apply_rewrite(l3: &mut [u8], rw: &Rewrite) {
+    if rw.is_empty() {
+        return;
+    }
+    let Ok(mut ip) = Ipv4Packet::new_checked(&mut *l3) else {
+        return;
+    };
+    let (old_src, old_dst) = (ip.src_addr(), ip.dst_addr());
+    let mut csum = ip.checksum();
+    if let Some(a) = rw.src_ip {
+        csum = checksum::update_addr(csum, old_src, a);
+        ip.set_src_addr(a);
+    }
+    if let Some(a) = rw.dst_ip {
+        csum = checksum::update_addr(csum, old_dst, a);
+        ip.set_dst_addr(a);
+    }
+    ip.set_checksum(csum);
+    if ip.frag_offset() != 0 {
+        return;
+    }
+    let protocol = ip.protocol();
+    let l4 = ip.payload_mut();
+    let fix_addrs = |mut c: u16| {
+        if let Some(a) = rw.src_ip {
+            c = checksum::update_addr(c, old_src, a);
+        }
+        if let Some(a) = rw.dst_ip {
+            c = checksum::update_addr(c, old_dst, a);
+        }
+        c
+    };
+    match protocol {
+        IpProtocol::Tcp => {
+            let Ok(mut t) = TcpPacket::new_checked(l4) else {
+                return;
+            };
+            let mut c = fix_addrs(t.checksum());
+            if let Some(p) = rw.src_port {
+                c = checksum::update_u16(c, t.src_port(), p);
+                t.set_src_port(p);
+            }
+            if let Some(p) = rw.dst_port {
+                c = checksum::update_u16(c, t.dst_port(), p);
+                t.set_dst_port(p);
+            }
+            t.set_checksum(c);
+        }
+        IpProtocol::Udp => {
+            let Ok(mut u) = UdpPacket::new_checked(l4) else {
+                return;
+            };
+            let none = u.checksum() == 0;
+            let mut c = fix_addrs(u.checksum());
+            if let Some(p) = rw.src_port {
+                c = checksum::update_u16(c, u.src_port(), p);
+                u.set_src_port(p);
+            }
+            if let Some(p) = rw.dst_port {
+                c = checksum::update_u16(c, u.dst_port(), p);
+                u.set_dst_port(p);
+            }
+            if !none {
+                u.set_checksum(checksum::udp_nonzero(c));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Length of the Ethernet header for a leg.
+#[inline(always)]
+pub fn l2_len(vlan: Option<u16>) -> usize {
+    if vlan.is_some() {
+        18
+    } else {
+        14
+    }
+}
+
+/// Writes an Ethernet header (with an 802.1Q tag, PCP 0, when `vlan` is set)
+/// for an IPv4 payload at the start of `frame`, which must hold
+/// [`l2_len`]`(vlan)` bytes of header.
+#[inline]
+pub fn write_l2(
+    frame: &mut [u8],
+    dst: MacAddr,
+    src: MacAddr,
+    vlan: Option<u16>,
+    ethertype: EtherType,
+) {
+    frame[0..6].copy_from_slice(&dst.0);
+    frame[6..12].copy_from_slice(&src.0);
+    let et = u16::from(ethertype).to_be_bytes();
+    match vlan {
+        Some(v) => {
+            frame[12..14].copy_from_slice(&u16::from(EtherType::Vlan).to_be_bytes());
+            frame[14..16].copy_from_slice(&(v & 0x0fff).to_be_bytes());
+            frame[16..18].copy_from_slice(&et);
+        }
+        None => frame[12..14].copy_from_slice(&et),
+    }
+}
+
+/// Writes an ARP request from `iface` for `target` (42 bytes, 46 tagged).
+pub fn write_arp_request(frame: &mut [u8], iface: &Interface, vlan: Option<u16>, target: Ipv4Addr) {
+    let l2 = l2_len(vlan);
+    write_l2(frame, MacAddr::BROADCAST, iface.mac, vlan, EtherType::Arp);
+    let mut arp = ArpPacket::new_unchecked(&mut frame[l2..l2 + ArpPacket::<&[u8]>::LEN]);
+    arp.set_ethernet_ipv4();
+    arp.set_operation(ArpOperation::Request);
+    arp.set_sender_hardware_addr(iface.mac);
+    arp.set_sender_protocol_addr(iface.ipv4);
+    arp.set_target_hardware_addr(MacAddr::ZERO);
+    arp.set_target_protocol_addr(target);
+}
+
+/// Length of an ARP request frame on a leg.
+pub fn arp_request_len(vlan: Option<u16>) -> usize {
+    l2_len(vlan) + ArpPacket::<&[u8]>::LEN
+}
+
+/// seqd's interfaces: the part of the datapath fixed at start.
 #[derive(Debug, Clone)]
 pub struct Datapath {
     interfaces: Box<[Interface]>,
@@ -95,239 +284,257 @@ impl Datapath {
         &self.interfaces
     }
 
-    /// Decides what to do with `frame`, received on interface `in_iface`.
     #[inline]
-    pub fn process(&self, in_iface: u16, frame: &mut [u8]) -> Verdict {
-        match self.classify(in_iface, frame) {
+    pub fn interface(&self, i: u16) -> Option<&Interface> {
+        self.interfaces.get(i as usize)
+    }
+
+    /// Decides what to do with `frame`, received on interface `in_iface`.
+    /// `now_tsc` timestamps what ARP learns.
+    #[inline]
+    pub fn process(&self, t: &Tables, in_iface: u16, frame: &mut [u8], now_tsc: u64) -> Verdict {
+        match self.classify(t, in_iface, frame, now_tsc) {
             Ok(v) => v,
             Err(reason) => Verdict::Drop(reason),
         }
     }
 
-    fn classify(&self, in_iface: u16, frame: &mut [u8]) -> Result<Verdict, DropReason> {
-        let iface = self
-            .interfaces
-            .get(in_iface as usize)
-            .ok_or(DropReason::Malformed)?;
+    fn classify(
+        &self,
+        t: &Tables,
+        in_iface: u16,
+        frame: &mut [u8],
+        now_tsc: u64,
+    ) -> Result<Verdict, DropReason> {
+        let iface = self.interface(in_iface).ok_or(DropReason::Malformed)?;
         let l2 = ethernet::parse_l2(frame)?;
+        let eth = EthernetFrame::new_unchecked(&*frame);
+        let (dst_mac, src_mac) = (eth.dst_addr(), eth.src_addr());
         // Ports run promiscuous (and af_packet sees everything): filter here.
-        let dst = EthernetFrame::new_unchecked(&*frame).dst_addr();
-        if dst != iface.mac && !dst.is_broadcast() {
+        if dst_mac != iface.mac && !dst_mac.is_broadcast() {
             return Err(DropReason::NotOurMac);
         }
-        if l2.vlan.is_some() {
+        if l2.vlan.is_some() && !t.has_devices_on(in_iface, l2.vlan) {
             return Err(DropReason::UnknownVlan);
         }
         match l2.ethertype {
-            EtherType::Arp => self.arp(in_iface, iface, frame, l2.l3_offset),
+            EtherType::Arp => self.arp(t, in_iface, iface, l2.vlan, frame, l2.l3_offset, now_tsc),
             EtherType::Ipv4 => {
-                let _key = ipv4_key(&frame[l2.l3_offset..])?;
-                Err(DropReason::NoService)
+                let key = ipv4_key(&frame[l2.l3_offset..])?;
+                let sender = t.sender(in_iface, l2.vlan, src_mac);
+                let from_client = sender.is_none()
+                    && l2.vlan.is_none()
+                    && t.client.is_some_and(|c| c.iface == in_iface);
+                steer(t, key, sender, from_client, l2.l3_offset as u8).map(Verdict::Steer)
             }
             _ => Err(DropReason::UnsupportedEthertype),
         }
     }
 
-    /// Turns an ARP request for the interface's address into the reply, in
-    /// place, and sends it back out of the same interface.
+    /// Answers requests for the interface's address (and service IPs on the
+    /// client side) in place; learns replies for addresses seqd resolves.
+    #[allow(clippy::too_many_arguments)]
     fn arp(
         &self,
+        t: &Tables,
         in_iface: u16,
         iface: &Interface,
+        vlan: Option<u16>,
         frame: &mut [u8],
         l3: usize,
+        now_tsc: u64,
     ) -> Result<Verdict, DropReason> {
         let (eth, rest) = frame.split_at_mut(l3);
         let mut arp = ArpPacket::new_checked(&mut rest[..])?;
-        if arp.operation() != ArpOperation::Request {
-            return Err(DropReason::ArpIgnored);
+        let sender_ip = arp.sender_protocol_addr();
+        let sender_mac = arp.sender_hardware_addr();
+        // Learn from any ARP about an address seqd resolves (RFC 826 merge).
+        let learnt = match t.neighbors.slot_of(in_iface, vlan, sender_ip) {
+            Some(slot) if sender_mac.is_unicast() => {
+                t.neighbors.learn(slot, sender_mac, now_tsc);
+                true
+            }
+            _ => false,
+        };
+        match arp.operation() {
+            ArpOperation::Request => {
+                let target = arp.target_protocol_addr();
+                let ours = target == iface.ipv4
+                    || (vlan.is_none()
+                        && t.client.is_some_and(|c| c.iface == in_iface)
+                        && t.is_service_ip(target));
+                if !ours {
+                    return if learnt {
+                        Ok(Verdict::Consumed)
+                    } else {
+                        Err(DropReason::ArpNotOurs)
+                    };
+                }
+                arp.set_operation(ArpOperation::Reply);
+                arp.set_target_hardware_addr(sender_mac);
+                arp.set_target_protocol_addr(sender_ip);
+                arp.set_sender_hardware_addr(iface.mac);
+                arp.set_sender_protocol_addr(target);
+                // Whatever padding followed the request must not leak into the reply.
+                rest[ArpPacket::<&[u8]>::LEN..].fill(0);
+                let mut eth = EthernetFrame::new_unchecked(eth);
+                eth.set_dst_addr(sender_mac);
+                eth.set_src_addr(iface.mac);
+                Ok(Verdict::Bounce { iface: in_iface })
+            }
+            _ if learnt => Ok(Verdict::Consumed),
+            _ => Err(DropReason::ArpIgnored),
         }
-        if arp.target_protocol_addr() != iface.ipv4 {
-            return Err(DropReason::ArpNotOurs);
-        }
-        let asker_mac = arp.sender_hardware_addr();
-        let asker_ip = arp.sender_protocol_addr();
-        arp.set_operation(ArpOperation::Reply);
-        arp.set_target_hardware_addr(asker_mac);
-        arp.set_target_protocol_addr(asker_ip);
-        arp.set_sender_hardware_addr(iface.mac);
-        arp.set_sender_protocol_addr(iface.ipv4);
-        // Whatever padding followed the request must not leak into the reply.
-        rest[ArpPacket::<&[u8]>::LEN..].fill(0);
-        let mut eth = EthernetFrame::new_unchecked(eth);
-        eth.set_dst_addr(asker_mac);
-        eth.set_src_addr(iface.mac);
-        Ok(Verdict::Forward { iface: in_iface })
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const OUR_MAC: [u8; 6] = [0x02, 0x70, 0x63, 0x61, 0x70, 0x00];
-    const ASKER_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
-
-    fn dp() -> Datapath {
-        Datapath::new(vec![
-            Interface {
-                mac: MacAddr(OUR_MAC),
-                ipv4: Ipv4Addr::new(192, 0, 2, 1),
+/// The steering decision for an IPv4 packet (see the module doc).
+#[inline]
+fn steer(
+    t: &Tables,
+    key: Ipv4Key,
+    sender: Option<DeviceId>,
+    from_client: bool,
+    l3_offset: u8,
+) -> Result<Steer, DropReason> {
+    let Some((sport, dport)) = key.ports else {
+        return Err(if key.later_fragment {
+            DropReason::FragmentNoPort
+        } else {
+            DropReason::NoService
+        });
+    };
+    if let Some(pi) = t.forward(key.protocol, key.dst, dport) {
+        let p = &t.ports[pi as usize];
+        let (hop, count) = match sender {
+            None if from_client => (0, Count::In(pi)),
+            None => return Err(DropReason::SourceNotVerified),
+            Some(d) => match p.hop_of(d) {
+                Some(k) if k + 1 < p.hops.len() => (k + 1, Count::Transit),
+                // The end device talking to its own service forward: a loop.
+                Some(_) => return Err(DropReason::SourceNotVerified),
+                None if p.is_passive(d) => {
+                    let mut s = to_hop(t, p, p.alerts_to, key, dport, l3_offset, Count::Transit);
+                    s.from_device = Some(d);
+                    s.copies = Copies::default();
+                    return Ok(s);
+                }
+                // A device outside this sequence asking for the service: a proxy.
+                None => (0, Count::In(pi)),
             },
-            Interface {
-                mac: MacAddr([2, 0, 0, 0, 0, 2]),
-                ipv4: Ipv4Addr::new(198, 51, 100, 1),
-            },
-        ])
+        };
+        let mut s = to_hop(t, p, hop, key, dport, l3_offset, count);
+        s.from_device = sender;
+        return Ok(s);
     }
-
-    /// Hand-made ARP frame: who-has `target` tell 192.0.2.99.
-    fn arp_frame(op: u8, target: [u8; 4], pad: usize) -> Vec<u8> {
-        let mut f = vec![0xff; 6];
-        f.extend_from_slice(&ASKER_MAC);
-        f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, op]);
-        f.extend_from_slice(&ASKER_MAC);
-        f.extend_from_slice(&[192, 0, 2, 99]);
-        f.extend_from_slice(&[0; 6]);
-        f.extend_from_slice(&target);
-        f.extend(std::iter::repeat_n(0xaa, pad));
-        f
+    if let Some(m) = t.reverse(key.protocol, key.src, sport) {
+        let p = &t.ports[m.port as usize];
+        let d = sender.ok_or(DropReason::SourceNotVerified)?;
+        let k = p.hop_of(d).ok_or(DropReason::SourceNotVerified)?;
+        let end = p.hops.len() - 1;
+        if m.from_end_side && k != end {
+            return Err(DropReason::SourceNotVerified);
+        }
+        let mut rewrite = Rewrite::default();
+        if k == end {
+            let dev = &t.devices[p.end().device as usize];
+            if dev.mode == DeviceMode::Nat && key.src != p.ip {
+                rewrite.src_ip = Some(p.ip);
+            }
+            if let Some(tp) = p.translate_to {
+                if sport == tp && !t.is_dynamic(p, sport) {
+                    rewrite.src_port = Some(p.port);
+                }
+            }
+        }
+        let (to, to_device, count) = if k == 0 {
+            client_side(t, key.dst, m.port)?
+        } else {
+            let dev = p.hops[k - 1].device;
+            (
+                t.devices[dev as usize].server_leg,
+                Some(dev),
+                Count::Transit,
+            )
+        };
+        return Ok(Steer {
+            to,
+            to_device,
+            from_device: Some(d),
+            l3_offset,
+            rewrite,
+            copies: p.hops[k].copies,
+            copies_before_rewrite: true,
+            count,
+        });
     }
+    Err(DropReason::NoService)
+}
 
-    #[test]
-    fn answers_arp_for_own_address() {
-        let mut f = arp_frame(1, [192, 0, 2, 1], 18);
-        assert_eq!(dp().process(0, &mut f), Verdict::Forward { iface: 0 });
-        let mut want = ASKER_MAC.to_vec();
-        want.extend_from_slice(&OUR_MAC);
-        want.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 2]);
-        want.extend_from_slice(&OUR_MAC);
-        want.extend_from_slice(&[192, 0, 2, 1]);
-        want.extend_from_slice(&ASKER_MAC);
-        want.extend_from_slice(&[192, 0, 2, 99]);
-        want.extend_from_slice(&[0; 18]);
-        assert_eq!(f, want);
-    }
-
-    #[test]
-    fn arp_for_other_interface_address_is_not_ours() {
-        // 198.51.100.1 belongs to interface 1, not the one it arrived on.
-        let mut f = arp_frame(1, [198, 51, 100, 1], 0);
-        assert_eq!(
-            dp().process(0, &mut f),
-            Verdict::Drop(DropReason::ArpNotOurs)
-        );
-        let mut f = arp_frame(2, [192, 0, 2, 1], 0);
-        assert_eq!(
-            dp().process(0, &mut f),
-            Verdict::Drop(DropReason::ArpIgnored)
-        );
-    }
-
-    #[test]
-    fn every_truncation_is_dropped_not_panicking() {
-        let full = arp_frame(1, [192, 0, 2, 1], 0);
-        for n in 0..full.len() {
-            let mut f = full[..n].to_vec();
-            assert_eq!(
-                dp().process(0, &mut f),
-                Verdict::Drop(DropReason::Truncated),
-                "len {n}"
-            );
+/// Forward to hop `j` of `p`: its client leg, with NAT and port translation
+/// when it is the end device.
+#[inline]
+fn to_hop(
+    t: &Tables,
+    p: &ServicePort,
+    j: usize,
+    key: Ipv4Key,
+    dport: u16,
+    l3_offset: u8,
+    count: Count,
+) -> Steer {
+    let hop = &p.hops[j];
+    let dev = &t.devices[hop.device as usize];
+    let mut rewrite = Rewrite::default();
+    if j + 1 == p.hops.len() {
+        if dev.mode == DeviceMode::Nat {
+            rewrite.dst_ip = dev.ipv4.filter(|&a| a != key.dst);
+        }
+        if let Some(tp) = p.translate_to {
+            if dport == p.port {
+                rewrite.dst_port = Some(tp);
+            }
         }
     }
-
-    fn ipv4_udp(dst: [u8; 4]) -> Vec<u8> {
-        let mut f = OUR_MAC.to_vec();
-        f.extend_from_slice(&ASKER_MAC);
-        f.extend_from_slice(&[0x08, 0x00]);
-        // 20-byte IPv4 header (checksum not checked here) + 8-byte UDP + 4 data.
-        f.extend_from_slice(&[0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, 17, 0, 0, 192, 0, 2, 99]);
-        f.extend_from_slice(&dst);
-        f.extend_from_slice(&[0x30, 0x39, 0x00, 0x35, 0, 12, 0, 0, 1, 2, 3, 4]);
-        f
+    Steer {
+        to: dev.client_leg,
+        to_device: Some(hop.device),
+        from_device: None,
+        l3_offset,
+        rewrite,
+        copies: hop.copies,
+        copies_before_rewrite: false,
+        count,
     }
+}
 
-    #[test]
-    fn ipv4_without_service_is_dropped() {
-        let mut f = ipv4_udp([203, 0, 113, 7]);
-        assert_eq!(
-            dp().process(0, &mut f),
-            Verdict::Drop(DropReason::NoService)
-        );
-        let k = ipv4_key(&f[14..]).unwrap();
-        assert_eq!(k.ports, Some((12345, 53)));
-        assert_eq!(k.protocol, IpProtocol::Udp);
+/// Toward the client side: to the device that asked, if the destination is a
+/// device (a proxy), else to the gateway.
+#[inline]
+fn client_side(
+    t: &Tables,
+    dst: Ipv4Addr,
+    port: u32,
+) -> Result<(Leg, Option<DeviceId>, Count), DropReason> {
+    if let Some(d) = t.device_by_ip(dst) {
+        return Ok((t.devices[d as usize].client_leg, Some(d), Count::Out(port)));
     }
+    let c = t.client.ok_or(DropReason::NoService)?;
+    Ok((
+        Leg {
+            iface: c.iface,
+            vlan: None,
+            mac: c.gateway,
+        },
+        None,
+        Count::Out(port),
+    ))
+}
 
-    #[test]
-    fn frames_for_other_macs_are_dropped() {
-        let mut f = ipv4_udp([192, 0, 2, 1]);
-        f[5] ^= 1;
-        assert_eq!(
-            dp().process(0, &mut f),
-            Verdict::Drop(DropReason::NotOurMac)
-        );
-        let mut f = ipv4_udp([192, 0, 2, 1]);
-        f[..6].copy_from_slice(&[0x01, 0x00, 0x5e, 0, 0, 1]);
-        assert_eq!(
-            dp().process(0, &mut f),
-            Verdict::Drop(DropReason::NotOurMac)
-        );
-        // The same frame on interface 1 (another MAC) is not ours either.
-        let mut f = ipv4_udp([192, 0, 2, 1]);
-        assert_eq!(
-            dp().process(1, &mut f),
-            Verdict::Drop(DropReason::NotOurMac)
-        );
-    }
-
-    #[test]
-    fn truncated_and_malformed_ipv4() {
-        let full = ipv4_udp([203, 0, 113, 7]);
-        // Cut inside the UDP header: the IP total length no longer fits.
-        let mut f = full[..14 + 20 + 4].to_vec();
-        assert_eq!(
-            dp().process(0, &mut f),
-            Verdict::Drop(DropReason::Truncated)
-        );
-        let mut f = full.clone();
-        f[14] = 0x65; // version 6 in an IPv4 ethertype
-        assert_eq!(
-            dp().process(0, &mut f),
-            Verdict::Drop(DropReason::Malformed)
-        );
-        let mut f = full.clone();
-        f[14] = 0x44; // IHL 4
-        assert_eq!(
-            dp().process(0, &mut f),
-            Verdict::Drop(DropReason::Malformed)
-        );
-    }
-
-    #[test]
-    fn non_first_fragment_has_no_ports() {
-        let mut f = ipv4_udp([203, 0, 113, 7]);
-        f[14 + 6] = 0x00;
-        f[14 + 7] = 0x03; // fragment offset 3 (x 8 bytes)
-        assert_eq!(ipv4_key(&f[14..]).unwrap().ports, None);
-    }
-
-    #[test]
-    fn other_frames() {
-        let mut f = ipv4_udp([203, 0, 113, 7]);
-        f[12] = 0x86;
-        f[13] = 0xdd;
-        assert_eq!(
-            dp().process(0, &mut f),
-            Verdict::Drop(DropReason::UnsupportedEthertype)
-        );
-        let mut tagged = f[..12].to_vec();
-        tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a, 0x08, 0x00]);
-        tagged.extend_from_slice(&ipv4_udp([203, 0, 113, 7])[14..]);
-        assert_eq!(
-            dp().process(0, &mut tagged),
-            Verdict::Drop(DropReason::UnknownVlan)
-        );
+/// Convenience for tests and tools: the MAC a leg resolves to now.
+pub fn leg_mac(t: &Tables, leg: &Leg) -> Option<MacAddr> {
+    match leg.mac {
+        NextMac::Static(m) => Some(m),
+        NextMac::Neighbor(s) => t.neighbors.mac(s),
     }
 }

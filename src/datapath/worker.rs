@@ -2,16 +2,31 @@
 //! owned rx queue for a burst, decide every packet, buffer what is sent per
 //! output interface, and drain the tx buffers when they fill or when
 //! [`DRAIN_US`] have passed. What tx refuses is freed and counted.
+//!
+//! Between bursts a worker checks the published table version and takes its
+//! own copy of a new one; packets of one burst all see the same version.
+//! Packets whose next hop MAC is still being resolved wait in a fixed-size
+//! queue ([`PENDING`]) for up to [`PENDING_MS`]. Worker 0 also sends the ARP
+//! requests the neighbor table asks for.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::counters::{Counters, DropReason, WorkerCounters};
-use super::dpdk::{self, Burst, RxQueue, TxQueue, MAX_BURST};
-use super::pipeline::{Datapath, Verdict};
+use super::dpdk::{self, Burst, Mbuf, Mempool, RxQueue, TxQueue, MAX_BURST};
+use super::neighbor::Due;
+use super::packet::{EtherType, MacAddr};
+use super::pipeline::{self, Count, Datapath, Steer, Verdict};
+use super::tables::{DeviceId, Leg, NextMac, Published, Tables};
 
 /// Longest a packet waits in a tx buffer that is not full.
 pub const DRAIN_US: u64 = 100;
+/// Packets one worker holds while their next hop is resolved.
+pub const PENDING: usize = 64;
+/// How long a held packet waits for ARP before it is dropped.
+pub const PENDING_MS: u64 = 1000;
+/// How often worker 0 looks for ARP requests to send.
+pub const ARP_SCAN_MS: u64 = 10;
 
 /// One rx queue a worker polls, and the interface it belongs to.
 pub struct RxPort {
@@ -38,6 +53,28 @@ impl TxBuffer {
             c.drop(DropReason::TxFull, unsent);
         }
     }
+
+    #[inline(always)]
+    fn push(&mut self, m: Mbuf, c: &WorkerCounters) {
+        if self.pending.is_full() {
+            self.flush(c);
+        }
+        if let Err(m) = self.pending.push(m) {
+            drop(m);
+            c.drop(DropReason::TxFull, 1);
+        }
+    }
+}
+
+/// A packet waiting for its next hop's MAC; its L3 rewrite is done.
+struct Held {
+    m: Mbuf,
+    to: Leg,
+    slot: u32,
+    l3_offset: u8,
+    to_device: Option<DeviceId>,
+    count: Count,
+    since: u64,
 }
 
 /// Everything one worker owns. Built on the main lcore, moved to the worker.
@@ -48,21 +85,29 @@ pub struct Worker {
     tx: Vec<TxBuffer>,
     burst_size: usize,
     datapath: Arc<Datapath>,
+    published: Arc<Published>,
+    tables: Arc<Tables>,
+    pool: Arc<Mempool>,
     counters: Arc<Counters>,
     quit: Arc<AtomicBool>,
+    held: [Option<Held>; PENDING],
+    held_count: usize,
+}
+
+/// What a worker needs besides its queues.
+pub struct WorkerContext {
+    pub burst_size: usize,
+    pub datapath: Arc<Datapath>,
+    pub published: Arc<Published>,
+    pub pool: Arc<Mempool>,
+    pub counters: Arc<Counters>,
+    pub quit: Arc<AtomicBool>,
 }
 
 impl Worker {
     /// `tx` holds one queue per interface, in interface order.
-    pub fn new(
-        index: usize,
-        rx: Vec<RxPort>,
-        tx: Vec<TxQueue>,
-        burst_size: usize,
-        datapath: Arc<Datapath>,
-        counters: Arc<Counters>,
-        quit: Arc<AtomicBool>,
-    ) -> Worker {
+    pub fn new(index: usize, rx: Vec<RxPort>, tx: Vec<TxQueue>, ctx: WorkerContext) -> Worker {
+        let tables = ctx.published.load(index);
         Worker {
             index,
             rx,
@@ -73,10 +118,15 @@ impl Worker {
                     pending: Burst::new(),
                 })
                 .collect(),
-            burst_size: burst_size.clamp(1, MAX_BURST),
-            datapath,
-            counters,
-            quit,
+            burst_size: ctx.burst_size.clamp(1, MAX_BURST),
+            datapath: ctx.datapath,
+            published: ctx.published,
+            tables,
+            pool: ctx.pool,
+            counters: ctx.counters,
+            quit: ctx.quit,
+            held: std::array::from_fn(|_| None),
+            held_count: 0,
         }
     }
 
@@ -84,12 +134,18 @@ impl Worker {
     pub fn run(mut self) -> i32 {
         let counters = Arc::clone(&self.counters);
         let c = counters.worker(self.index);
-        let drain_tsc = dpdk::tsc_hz() * DRAIN_US / 1_000_000;
+        let hz = dpdk::tsc_hz();
+        let drain_tsc = hz * DRAIN_US / 1_000_000;
+        let arp_scan_tsc = hz * ARP_SCAN_MS / 1000;
         let mut rx_burst = Burst::new();
         let mut dropped = Burst::new();
         let mut last_drain = dpdk::rdtsc();
+        let mut last_arp_scan = 0;
         let mut loop_start = last_drain;
         while !self.quit.load(Ordering::Relaxed) {
+            if self.published.version() != self.tables.version {
+                self.tables = self.published.load(self.index);
+            }
             let mut busy = false;
             for r in 0..self.rx.len() {
                 let n = self.rx[r].queue.rx_burst(&mut rx_burst, self.burst_size);
@@ -101,7 +157,14 @@ impl Worker {
                 self.process_burst(iface, &mut rx_burst, &mut dropped, c);
             }
             let now = dpdk::rdtsc();
+            if self.held_count > 0 {
+                self.release_held(now, hz, c);
+            }
             if now.wrapping_sub(last_drain) > drain_tsc {
+                if self.index == 0 && now.wrapping_sub(last_arp_scan) > arp_scan_tsc {
+                    self.send_arp_requests(now, hz, c);
+                    last_arp_scan = now;
+                }
                 for t in self.tx.iter_mut() {
                     t.flush(c);
                 }
@@ -134,27 +197,28 @@ impl Worker {
         for i in 0..n {
             burst.get(i).prefetch();
         }
+        let now = dpdk::rdtsc();
+        let tables = Arc::clone(&self.tables);
         for mut m in burst.drain() {
-            bytes += m.pkt_len() as u64;
-            match self.datapath.process(iface, m.data_mut()) {
-                Verdict::Forward { iface: out } => {
-                    let Some(t) = self.tx.get_mut(out as usize) else {
-                        c.drop(DropReason::Malformed, 1);
-                        continue;
-                    };
-                    if t.pending.is_full() {
-                        t.flush(c);
+            let len = m.pkt_len() as u64;
+            bytes += len;
+            match self.datapath.process(&tables, iface, m.data_mut(), now) {
+                Verdict::Steer(s) => self.steer(&tables, m, s, len, now, c),
+                Verdict::Bounce { iface: out } => {
+                    c.arp_replies.add(1);
+                    match self.tx.get_mut(out as usize) {
+                        Some(t) => t.push(m, c),
+                        None => c.drop(DropReason::Malformed, 1),
                     }
-                    if let Err(m) = t.pending.push(m) {
-                        drop(m);
-                        c.drop(DropReason::TxFull, 1);
-                    }
+                }
+                Verdict::Consumed => {
+                    c.arp_learned.add(1);
+                    let _ = dropped.push(m);
                 }
                 Verdict::Drop(reason) => {
                     c.drop(reason, 1);
-                    if let Err(m) = dropped.push(m) {
-                        drop(m);
-                    }
+                    // A full drop burst cannot happen (n <= MAX_BURST); free singly if it did.
+                    let _ = dropped.push(m);
                 }
             }
         }
@@ -162,5 +226,191 @@ impl Worker {
         dropped.clear();
         c.rx_packets.add(n as u64);
         c.rx_bytes.add(bytes);
+    }
+
+    #[inline(always)]
+    fn steer(&mut self, t: &Tables, mut m: Mbuf, s: Steer, len: u64, now: u64, c: &WorkerCounters) {
+        if let Some(d) = s.from_device {
+            let dc = &c.devices[d as usize];
+            dc.packets_from.add(1);
+            dc.bytes_from.add(len);
+        }
+        if let Count::In(p) = s.count {
+            let sc = &c.services[p as usize];
+            sc.packets_in.add(1);
+            sc.bytes_in.add(len);
+        }
+        if !s.copies.is_empty() && s.copies_before_rewrite {
+            self.copy_to_passive(t, &m, &s, c);
+        }
+        let l3 = s.l3_offset as usize;
+        if let Some(frame) = m.data_mut().get_mut(l3..) {
+            pipeline::apply_rewrite(frame, &s.rewrite);
+        }
+        if !s.copies.is_empty() && !s.copies_before_rewrite {
+            self.copy_to_passive(t, &m, &s, c);
+        }
+        match t.resolve(s.to.mac) {
+            Some(dst) => self.emit(m, dst, s.to, s.l3_offset, s.to_device, s.count, c),
+            None => {
+                let NextMac::Neighbor(slot) = s.to.mac else {
+                    unreachable!("static MACs always resolve")
+                };
+                self.hold(
+                    Held {
+                        m,
+                        to: s.to,
+                        slot,
+                        l3_offset: s.l3_offset,
+                        to_device: s.to_device,
+                        count: s.count,
+                        since: now,
+                    },
+                    c,
+                )
+            }
+        }
+    }
+
+    /// Writes the Ethernet header for `to` (growing or shrinking the frame
+    /// by a VLAN tag as needed) and queues the frame for tx.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn emit(
+        &mut self,
+        mut m: Mbuf,
+        dst: MacAddr,
+        to: Leg,
+        l3_offset: u8,
+        to_device: Option<DeviceId>,
+        count: Count,
+        c: &WorkerCounters,
+    ) {
+        let Some(src) = self.datapath.interface(to.iface).map(|i| i.mac) else {
+            c.drop(DropReason::Malformed, 1);
+            return;
+        };
+        let new_l2 = pipeline::l2_len(to.vlan);
+        let old_l2 = l3_offset as usize;
+        let ok = match new_l2.cmp(&old_l2) {
+            std::cmp::Ordering::Greater => m.prepend((new_l2 - old_l2) as u16),
+            std::cmp::Ordering::Less => m.adj((old_l2 - new_l2) as u16),
+            std::cmp::Ordering::Equal => true,
+        };
+        if !ok || m.data().len() < new_l2 {
+            c.drop(DropReason::NoMbuf, 1);
+            return;
+        }
+        pipeline::write_l2(
+            &mut m.data_mut()[..new_l2],
+            dst,
+            src,
+            to.vlan,
+            EtherType::Ipv4,
+        );
+        let len = m.pkt_len() as u64;
+        if let Some(d) = to_device {
+            let dc = &c.devices[d as usize];
+            dc.packets_to.add(1);
+            dc.bytes_to.add(len);
+        }
+        if let Count::Out(p) = count {
+            let sc = &c.services[p as usize];
+            sc.packets_out.add(1);
+            sc.bytes_out.add(len);
+        }
+        match self.tx.get_mut(to.iface as usize) {
+            Some(t) => t.push(m, c),
+            None => c.drop(DropReason::Malformed, 1),
+        }
+    }
+
+    /// One copy of the frame's IPv4 packet to each passive device of the hop.
+    fn copy_to_passive(&mut self, t: &Tables, m: &Mbuf, s: &Steer, c: &WorkerCounters) {
+        let Some(l3) = m.data().get(s.l3_offset as usize..) else {
+            return;
+        };
+        for &d in s.copies.as_slice() {
+            let leg = t.devices[d as usize].client_leg;
+            let (Some(dst), Some(iface)) = (t.resolve(leg.mac), self.datapath.interface(leg.iface))
+            else {
+                c.drop(DropReason::NoArpEntry, 1);
+                continue;
+            };
+            let l2 = pipeline::l2_len(leg.vlan);
+            let Some(mut copy) = self.pool.alloc() else {
+                c.drop(DropReason::NoMbuf, 1);
+                continue;
+            };
+            let Some(buf) = copy.append((l2 + l3.len()) as u16) else {
+                c.drop(DropReason::NoMbuf, 1);
+                continue;
+            };
+            pipeline::write_l2(&mut buf[..l2], dst, iface.mac, leg.vlan, EtherType::Ipv4);
+            buf[l2..].copy_from_slice(l3);
+            let len = (l2 + l3.len()) as u64;
+            let dc = &c.devices[d as usize];
+            dc.packets_to.add(1);
+            dc.bytes_to.add(len);
+            if let Some(tx) = self.tx.get_mut(leg.iface as usize) {
+                tx.push(copy, c);
+            }
+        }
+    }
+
+    fn hold(&mut self, h: Held, c: &WorkerCounters) {
+        match self.held.iter_mut().find(|s| s.is_none()) {
+            Some(slot) => {
+                *slot = Some(h);
+                self.held_count += 1;
+            }
+            None => c.drop(DropReason::NoArpEntry, 1),
+        }
+    }
+
+    /// Sends held packets whose next hop got resolved; drops those that waited too long.
+    fn release_held(&mut self, now: u64, hz: u64, c: &WorkerCounters) {
+        let timeout = hz / 1000 * PENDING_MS;
+        for i in 0..PENDING {
+            let Some(h) = &self.held[i] else { continue };
+            let mac = self.tables.neighbors.mac(h.slot);
+            if mac.is_none() && now.wrapping_sub(h.since) < timeout {
+                continue;
+            }
+            let h = self.held[i].take().expect("checked above");
+            self.held_count -= 1;
+            match mac {
+                Some(dst) => self.emit(h.m, dst, h.to, h.l3_offset, h.to_device, h.count, c),
+                None => c.drop(DropReason::NoArpEntry, 1),
+            }
+        }
+    }
+
+    /// Worker 0 sends the ARP requests the neighbor table has due.
+    fn send_arp_requests(&mut self, now: u64, hz: u64, c: &WorkerCounters) {
+        let neighbors = Arc::clone(&self.tables.neighbors);
+        for slot in 0..neighbors.len() as u32 {
+            if neighbors.poll(slot, now, hz) != Due::Request {
+                continue;
+            }
+            let key = neighbors.key(slot);
+            let Some(iface) = self.datapath.interface(key.iface).copied() else {
+                continue;
+            };
+            let Some(mut m) = self.pool.alloc() else {
+                c.drop(DropReason::NoMbuf, 1);
+                continue;
+            };
+            let len = pipeline::arp_request_len(key.vlan);
+            let Some(buf) = m.append(len as u16) else {
+                c.drop(DropReason::NoMbuf, 1);
+                continue;
+            };
+            pipeline::write_arp_request(buf, &iface, key.vlan, key.ip);
+            c.arp_requests.add(1);
+            if let Some(tx) = self.tx.get_mut(key.iface as usize) {
+                tx.push(m, c);
+            }
+        }
     }
 }

@@ -1,0 +1,699 @@
+//! Services, devices and the client side: their TOML form, their
+//! validation, and their compilation into the datapath's [`Tables`].
+//!
+//! Compilation runs off the datapath (at start, and on every update later);
+//! every error names the key path and the value, like the rest of the config.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::config::{de_ipv4, de_opt_ipv4, de_opt_mac, Config};
+use crate::datapath::neighbor::{NeighborKey, Neighbors};
+use crate::datapath::packet::{IpProtocol, MacAddr};
+use crate::datapath::tables::{
+    ClientSide, Copies, Device, DeviceId, DeviceMode, Hop, Leg, NextMac, ServicePort, Tables,
+    MAX_COPIES, MAX_HOPS,
+};
+
+/// `[client]`: the interface toward the router, and the gateway behind it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub interface: String,
+    #[serde(deserialize_with = "de_ipv4")]
+    pub gateway: Ipv4Addr,
+    /// Static gateway MAC; without it the gateway is resolved by ARP.
+    #[serde(default, deserialize_with = "de_opt_mac")]
+    pub gateway_mac: Option<MacAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ModeConfig {
+    Loopback,
+    #[default]
+    Alias,
+    Nat,
+}
+
+/// One `[[device]]`: an appliance or server seqd steers packets through.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    pub name: String,
+    #[serde(default)]
+    pub mode: ModeConfig,
+    pub interface: String,
+    #[serde(default, deserialize_with = "de_opt_mac")]
+    pub mac: Option<MacAddr>,
+    #[serde(default, deserialize_with = "de_opt_ipv4")]
+    pub ipv4: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub vlan: Option<u16>,
+    #[serde(default)]
+    pub server_interface: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_mac")]
+    pub server_mac: Option<MacAddr>,
+    #[serde(default)]
+    pub server_vlan: Option<u16>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtocolConfig {
+    #[default]
+    Tcp,
+    Udp,
+    Both,
+}
+
+/// One `[[service]]`: a service IP and its ports.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub name: String,
+    #[serde(deserialize_with = "de_ipv4")]
+    pub ip: Ipv4Addr,
+    #[serde(rename = "port", default)]
+    pub ports: Vec<ServicePortConfig>,
+}
+
+/// One `[[service.port]]`: a service port and its sequence.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServicePortConfig {
+    pub port: u16,
+    #[serde(default)]
+    pub protocol: ProtocolConfig,
+    pub hops: Vec<String>,
+    #[serde(default)]
+    pub copies: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub alerts_to: Option<String>,
+    #[serde(default)]
+    pub translate_to: Option<u16>,
+    #[serde(default)]
+    pub dynamic_ports: Option<String>,
+}
+
+/// A compile error: key path, value as written, what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileError {
+    pub key: String,
+    pub value: Option<String>,
+    pub message: String,
+}
+
+fn err(
+    key: impl Into<String>,
+    value: impl std::fmt::Display,
+    message: impl Into<String>,
+) -> CompileError {
+    CompileError {
+        key: key.into(),
+        value: Some(value.to_string()),
+        message: message.into(),
+    }
+}
+
+fn q(s: &str) -> String {
+    format!("{s:?}")
+}
+
+/// Parses "lo-hi" (inclusive).
+fn parse_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| "expected a port range like \"1025-1125\"".to_string())?;
+    let lo = a
+        .trim()
+        .parse::<u16>()
+        .map_err(|_| format!("{a:?} is not a port"))?;
+    let hi = b
+        .trim()
+        .parse::<u16>()
+        .map_err(|_| format!("{b:?} is not a port"))?;
+    if lo == 0 {
+        return Err("port 0 is not a port".into());
+    }
+    if lo > hi {
+        return Err(format!("range is upside down ({lo} > {hi})"));
+    }
+    Ok((lo, hi))
+}
+
+fn check_vlan(key: String, vlan: Option<u16>) -> Result<(), CompileError> {
+    match vlan {
+        Some(v) if !(1..=4094).contains(&v) => Err(err(key, v, "a VLAN id must be 1-4094")),
+        _ => Ok(()),
+    }
+}
+
+/// Compiles the config's client side, devices and services into version
+/// `version` of the tables.
+pub fn compile(config: &Config, version: u64) -> Result<Tables, CompileError> {
+    let iface_index = |key: String, name: &str| -> Result<u16, CompileError> {
+        config
+            .interfaces
+            .iter()
+            .position(|i| i.name == name)
+            .map(|i| i as u16)
+            .ok_or_else(|| err(key, q(name), "no [[interface]] has this name"))
+    };
+    let mut neighbor_keys: Vec<NeighborKey> = Vec::new();
+    let mut neighbor = |key: NeighborKey| -> u32 {
+        match neighbor_keys.iter().position(|k| *k == key) {
+            Some(i) => i as u32,
+            None => {
+                neighbor_keys.push(key);
+                (neighbor_keys.len() - 1) as u32
+            }
+        }
+    };
+
+    let client = match &config.client {
+        None => None,
+        Some(c) => {
+            let iface = iface_index("client.interface".into(), &c.interface)?;
+            let ic = &config.interfaces[iface as usize];
+            if !ic.ipv4.contains(c.gateway) || c.gateway == ic.ipv4.addr {
+                return Err(err(
+                    "client.gateway",
+                    q(&c.gateway.to_string()),
+                    format!(
+                        "the gateway must be another address in {} (interface {:?})",
+                        ic.ipv4, ic.name
+                    ),
+                ));
+            }
+            let gateway = match c.gateway_mac {
+                Some(m) if !m.is_unicast() => {
+                    return Err(err(
+                        "client.gateway_mac",
+                        q(&m.to_string()),
+                        "must be a unicast MAC",
+                    ))
+                }
+                Some(m) => NextMac::Static(m),
+                None => NextMac::Neighbor(neighbor(NeighborKey {
+                    iface,
+                    vlan: None,
+                    ip: c.gateway,
+                })),
+            };
+            Some(ClientSide { iface, gateway })
+        }
+    };
+
+    let mut devices = Vec::with_capacity(config.devices.len());
+    let mut device_ids: HashMap<&str, DeviceId> = HashMap::new();
+    for (i, d) in config.devices.iter().enumerate() {
+        let key = |f: &str| format!("device[{i}].{f}");
+        if d.name.is_empty()
+            || d.name.len() > 64
+            || !d
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        {
+            return Err(err(
+                key("name"),
+                q(&d.name),
+                "a device name is 1-64 of [a-z0-9_-]",
+            ));
+        }
+        if device_ids.insert(&d.name, i as DeviceId).is_some() {
+            return Err(err(key("name"), q(&d.name), "another device has this name"));
+        }
+        let iface = iface_index(key("interface"), &d.interface)?;
+        check_vlan(key("vlan"), d.vlan)?;
+        check_vlan(key("server_vlan"), d.server_vlan)?;
+        for (f, m) in [("mac", d.mac), ("server_mac", d.server_mac)] {
+            if let Some(m) = m.filter(|m| !m.is_unicast()) {
+                return Err(err(key(f), q(&m.to_string()), "must be a unicast MAC"));
+            }
+        }
+        if d.mode == ModeConfig::Nat && d.ipv4.is_none() {
+            return Err(err(
+                key("mode"),
+                q("nat"),
+                "a nat device needs ipv4 (its own address)",
+            ));
+        }
+        let mac = match (d.mac, d.ipv4) {
+            (Some(m), _) => NextMac::Static(m),
+            (None, Some(ip)) => {
+                let ic = &config.interfaces[iface as usize];
+                if !ic.ipv4.contains(ip) {
+                    return Err(err(
+                        key("ipv4"),
+                        q(&ip.to_string()),
+                        format!(
+                            "without mac, the device is resolved by ARP and must be in {} (interface {:?})",
+                            ic.ipv4, ic.name
+                        ),
+                    ));
+                }
+                NextMac::Neighbor(neighbor(NeighborKey {
+                    iface,
+                    vlan: d.vlan,
+                    ip,
+                }))
+            }
+            (None, None) => {
+                return Err(err(
+                    key("name"),
+                    q(&d.name),
+                    "a device needs mac, ipv4, or both",
+                ));
+            }
+        };
+        let client_leg = Leg {
+            iface,
+            vlan: d.vlan,
+            mac,
+        };
+        let server_leg = match &d.server_interface {
+            None => {
+                if d.server_mac.is_some() || d.server_vlan.is_some() {
+                    return Err(err(
+                        key("server_interface"),
+                        "(missing)",
+                        "server_mac and server_vlan need server_interface",
+                    ));
+                }
+                client_leg
+            }
+            Some(s) => Leg {
+                iface: iface_index(key("server_interface"), s)?,
+                vlan: d.server_vlan,
+                mac: NextMac::Static(d.server_mac.ok_or_else(|| {
+                    err(
+                        key("server_mac"),
+                        "(missing)",
+                        "a second leg needs server_mac",
+                    )
+                })?),
+            },
+        };
+        devices.push(Device {
+            name: d.name.clone(),
+            mode: match d.mode {
+                ModeConfig::Loopback => DeviceMode::Loopback,
+                ModeConfig::Alias => DeviceMode::Alias,
+                ModeConfig::Nat => DeviceMode::Nat,
+            },
+            ipv4: d.ipv4,
+            client_leg,
+            server_leg,
+        });
+    }
+
+    if !config.services.is_empty() && client.is_none() {
+        return Err(err(
+            "client",
+            "(missing)",
+            "services need a [client] section (the interface toward clients and its gateway)",
+        ));
+    }
+    let own_ips: HashSet<Ipv4Addr> = config.interfaces.iter().map(|i| i.ipv4.addr).collect();
+    let mut ports = Vec::new();
+    let mut names = HashSet::new();
+    // (protocol, ip, port) -> key of the port that claims it.
+    let mut claimed: HashMap<(u8, Ipv4Addr, u16), String> = HashMap::new();
+    // (protocol, ip) -> dynamic ranges with their keys.
+    let mut ranges: HashMap<(u8, Ipv4Addr), Vec<(u16, u16, String)>> = HashMap::new();
+    for (si, s) in config.services.iter().enumerate() {
+        let skey = |f: &str| format!("service[{si}].{f}");
+        if s.name.is_empty() || !names.insert(s.name.as_str()) {
+            return Err(err(
+                skey("name"),
+                q(&s.name),
+                "service names must be unique and not empty",
+            ));
+        }
+        if own_ips.contains(&s.ip)
+            || s.ip.is_unspecified()
+            || s.ip.is_broadcast()
+            || s.ip.is_multicast()
+        {
+            return Err(err(
+                skey("ip"),
+                q(&s.ip.to_string()),
+                "a service IP must be a unicast address that is not one of seqd's interfaces",
+            ));
+        }
+        if s.ports.is_empty() {
+            return Err(err(
+                skey("port"),
+                "[]",
+                "a service needs at least one [[service.port]]",
+            ));
+        }
+        for (pi, p) in s.ports.iter().enumerate() {
+            let pkey = |f: &str| format!("service[{si}].port[{pi}].{f}");
+            if p.port == 0 {
+                return Err(err(pkey("port"), 0, "port 0 is not a port"));
+            }
+            if p.hops.is_empty() {
+                return Err(err(
+                    pkey("hops"),
+                    "[]",
+                    "a sequence needs at least its end device",
+                ));
+            }
+            if p.hops.len() > MAX_HOPS {
+                return Err(err(
+                    pkey("hops"),
+                    p.hops.len(),
+                    format!("at most {MAX_HOPS} hops"),
+                ));
+            }
+            let mut hops: Vec<Hop> = Vec::with_capacity(p.hops.len());
+            for (hi, h) in p.hops.iter().enumerate() {
+                let &id = device_ids.get(h.as_str()).ok_or_else(|| {
+                    err(
+                        format!("service[{si}].port[{pi}].hops[{hi}]"),
+                        q(h),
+                        "no [[device]] has this name",
+                    )
+                })?;
+                if hops.iter().any(|x| x.device == id) {
+                    return Err(err(
+                        format!("service[{si}].port[{pi}].hops[{hi}]"),
+                        q(h),
+                        "this device is already in the sequence (a loop)",
+                    ));
+                }
+                if devices[id as usize].mode == DeviceMode::Nat && hi + 1 != p.hops.len() {
+                    return Err(err(
+                        format!("service[{si}].port[{pi}].hops[{hi}]"),
+                        q(h),
+                        "a nat device can only be the last hop (the end server)",
+                    ));
+                }
+                hops.push(Hop {
+                    device: id,
+                    copies: Copies::default(),
+                });
+            }
+            for (at, passive) in &p.copies {
+                let ckey = format!("service[{si}].port[{pi}].copies.{at}");
+                let hi = p.hops.iter().position(|h| h == at).ok_or_else(|| {
+                    err(
+                        ckey.clone(),
+                        q(at),
+                        "copies are keyed by a hop of this sequence",
+                    )
+                })?;
+                let mut ids = Vec::new();
+                for (ci, c) in passive.iter().enumerate() {
+                    let ckey = format!("{ckey}[{ci}]");
+                    let &id = device_ids
+                        .get(c.as_str())
+                        .ok_or_else(|| err(ckey.clone(), q(c), "no [[device]] has this name"))?;
+                    if p.hops.contains(c) {
+                        return Err(err(
+                            ckey,
+                            q(c),
+                            "a hop of this sequence cannot also be passive",
+                        ));
+                    }
+                    ids.push(id);
+                }
+                hops[hi].copies = Copies::new(&ids).ok_or_else(|| {
+                    err(
+                        ckey,
+                        ids.len(),
+                        format!("at most {MAX_COPIES} passive devices per hop"),
+                    )
+                })?;
+            }
+            let alerts_to = match &p.alerts_to {
+                None => hops.len() - 1,
+                Some(a) => p.hops.iter().position(|h| h == a).ok_or_else(|| {
+                    err(
+                        pkey("alerts_to"),
+                        q(a),
+                        "alerts go to a hop of this sequence",
+                    )
+                })?,
+            };
+            if p.translate_to == Some(0) {
+                return Err(err(pkey("translate_to"), 0, "port 0 is not a port"));
+            }
+            let dynamic = match &p.dynamic_ports {
+                None => None,
+                Some(r) => Some(parse_range(r).map_err(|m| err(pkey("dynamic_ports"), q(r), m))?),
+            };
+            let protocols: &[IpProtocol] = match p.protocol {
+                ProtocolConfig::Tcp => &[IpProtocol::Tcp],
+                ProtocolConfig::Udp => &[IpProtocol::Udp],
+                ProtocolConfig::Both => &[IpProtocol::Tcp, IpProtocol::Udp],
+            };
+            for &proto in protocols {
+                let here = format!("service[{si}].port[{pi}]");
+                if let Some(other) = claimed.insert((proto.into(), s.ip, p.port), here.clone()) {
+                    return Err(err(
+                        pkey("port"),
+                        p.port,
+                        format!("{} {}:{} is already used by {other}", proto, s.ip, p.port),
+                    ));
+                }
+                if let Some((lo, hi)) = dynamic {
+                    ranges
+                        .entry((proto.into(), s.ip))
+                        .or_default()
+                        .push((lo, hi, here));
+                }
+                ports.push(ServicePort {
+                    service: s.name.clone(),
+                    ip: s.ip,
+                    protocol: proto,
+                    port: p.port,
+                    translate_to: p.translate_to.filter(|&t| t != p.port),
+                    dynamic,
+                    hops: hops.clone(),
+                    alerts_to,
+                });
+            }
+        }
+    }
+    // Dynamic ranges of one service IP may not overlap, nor hold another port of it.
+    for ((proto, ip), list) in &ranges {
+        for (i, (lo, hi, key)) in list.iter().enumerate() {
+            for (lo2, hi2, key2) in &list[i + 1..] {
+                if lo <= hi2 && lo2 <= hi {
+                    return Err(err(
+                        format!("{key2}.dynamic_ports"),
+                        q(&format!("{lo2}-{hi2}")),
+                        format!("overlaps the dynamic ports {lo}-{hi} of {key}"),
+                    ));
+                }
+            }
+            for ((p2, ip2, port2), owner) in &claimed {
+                if p2 == proto && ip2 == ip && (lo..=hi).contains(&port2) && owner != key {
+                    return Err(err(
+                        format!("{key}.dynamic_ports"),
+                        q(&format!("{lo}-{hi}")),
+                        format!("contains port {port2}, which {owner} uses"),
+                    ));
+                }
+            }
+        }
+    }
+    Tables::build(
+        version,
+        client,
+        devices,
+        ports,
+        Arc::new(Neighbors::new(neighbor_keys)),
+    )
+    .map_err(|e| err("service", "(tables)", e.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[eal]
+cores = "0-1"
+[workers]
+lcores = [1]
+[[interface]]
+name = "client"
+device = "net_null0"
+ipv4 = "192.0.2.1/24"
+[[interface]]
+name = "devices"
+device = "net_null1"
+ipv4 = "198.51.100.1/24"
+[client]
+interface = "client"
+gateway = "192.0.2.254"
+[[device]]
+name = "fw1"
+interface = "devices"
+mac = "52:54:00:00:00:10"
+[[device]]
+name = "ids1"
+interface = "devices"
+mac = "52:54:00:00:00:20"
+[[device]]
+name = "web1"
+mode = "nat"
+interface = "devices"
+ipv4 = "198.51.100.30"
+[[service]]
+name = "acme"
+ip = "203.0.113.10"
+[[service.port]]
+port = 80
+hops = ["fw1", "web1"]
+copies = { web1 = ["ids1"] }
+translate_to = 8080
+dynamic_ports = "1025-1125"
+"#;
+
+    fn compile_text(text: &str) -> Result<Tables, String> {
+        let cfg = Config::parse_with_cpus(text, "t.toml", &[0, 1]).map_err(|e| e.to_string())?;
+        compile(&cfg, 7).map_err(|e| format!("{} = {:?}: {}", e.key, e.value, e.message))
+    }
+
+    #[test]
+    fn compiles_a_chain() {
+        let t = compile_text(BASE).unwrap();
+        assert_eq!(t.version, 7);
+        assert_eq!(t.ports.len(), 1);
+        let p = &t.ports[0];
+        assert_eq!(p.hops.len(), 2);
+        assert_eq!(p.hops[1].copies.as_slice(), &[1]);
+        assert_eq!(p.translate_to, Some(8080));
+        assert_eq!(p.dynamic, Some((1025, 1125)));
+        // The gateway and the nat server are resolved by ARP.
+        assert_eq!(t.neighbors.len(), 2);
+        assert!(matches!(t.client.unwrap().gateway, NextMac::Neighbor(0)));
+        assert!(matches!(t.devices[2].client_leg.mac, NextMac::Neighbor(1)));
+    }
+
+    fn expect_error(from: &str, to: &str, needles: &[&str]) {
+        assert!(BASE.contains(from), "{from}");
+        let text = BASE.replacen(from, to, 1);
+        let e = Config::parse_with_cpus(&text, "t.toml", &[0, 1])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| panic!("expected an error for {to:?}"));
+        for n in needles {
+            assert!(e.contains(n), "{e:?} does not mention {n:?}");
+        }
+        assert_eq!(e.lines().count(), 1);
+    }
+
+    #[test]
+    fn errors_name_key_and_value() {
+        expect_error(
+            r#"hops = ["fw1", "web1"]"#,
+            r#"hops = ["fw1", "web2"]"#,
+            &["service[0].port[0].hops[1]", "web2", "no [[device]]"],
+        );
+        expect_error(
+            r#"hops = ["fw1", "web1"]"#,
+            r#"hops = ["fw1", "fw1", "web1"]"#,
+            &["hops[1]", "fw1", "loop"],
+        );
+        expect_error(
+            r#"hops = ["fw1", "web1"]"#,
+            r#"hops = ["web1", "fw1"]"#,
+            &["hops[0]", "web1", "nat"],
+        );
+        expect_error(
+            "copies = { web1 = [\"ids1\"] }",
+            "copies = { web1 = [\"fw1\"] }",
+            &["copies.web1[0]", "fw1", "passive"],
+        );
+        expect_error(
+            "copies = { web1 = [\"ids1\"] }",
+            "copies = { web9 = [\"ids1\"] }",
+            &["copies.web9", "web9"],
+        );
+        expect_error(
+            r#"dynamic_ports = "1025-1125""#,
+            r#"dynamic_ports = "1125-1025""#,
+            &["dynamic_ports", "1125-1025", "upside down"],
+        );
+        expect_error(
+            r#"gateway = "192.0.2.254""#,
+            r#"gateway = "10.0.0.1""#,
+            &["client.gateway", "10.0.0.1"],
+        );
+        expect_error(
+            r#"gateway = "192.0.2.254""#,
+            r#"gateway = "192.0.2.300""#,
+            &["client.gateway", "192.0.2.300"],
+        );
+        expect_error(
+            r#"ip = "203.0.113.10""#,
+            r#"ip = "192.0.2.1""#,
+            &["service[0].ip", "192.0.2.1"],
+        );
+        expect_error(
+            "mode = \"nat\"\ninterface = \"devices\"\nipv4 = \"198.51.100.30\"",
+            "mode = \"nat\"\ninterface = \"devices\"",
+            &["device[2]", "nat"],
+        );
+        expect_error(
+            "interface = \"devices\"\nmac = \"52:54:00:00:00:10\"",
+            "interface = \"devicez\"\nmac = \"52:54:00:00:00:10\"",
+            &["device[0].interface", "devicez"],
+        );
+        expect_error(
+            "mode = \"nat\"",
+            "mode = \"natt\"",
+            &["device[2].mode", "natt"],
+        );
+        expect_error(
+            "name = \"fw1\"",
+            "name = \"ids1\"",
+            &["device[1].name", "ids1", "another device"],
+        );
+    }
+
+    #[test]
+    fn overlapping_ranges_and_duplicate_ports() {
+        let two = format!(
+            "{BASE}\n[[service.port]]\nport = 25\nhops = [\"fw1\"]\ndynamic_ports = \"1100-1200\"\n"
+        );
+        let e = compile_text(&two).unwrap_err();
+        assert!(
+            e.contains("service[0].port[1].dynamic_ports")
+                && e.contains("1100-1200")
+                && e.contains("overlaps"),
+            "{e}"
+        );
+        let dup =
+            format!("{BASE}\n[[service.port]]\nport = 80\nprotocol = \"both\"\nhops = [\"fw1\"]\n");
+        let e = compile_text(&dup).unwrap_err();
+        assert!(
+            e.contains("service[0].port[1].port") && e.contains("80") && e.contains("already used"),
+            "{e}"
+        );
+        // Port 80's range may not swallow port 25 of the same service IP.
+        let holds = format!("{BASE}\n[[service.port]]\nport = 25\nhops = [\"fw1\"]\n")
+            .replace("1025-1125", "20-30");
+        let e = compile_text(&holds).unwrap_err();
+        assert!(
+            e.contains("service[0].port[0].dynamic_ports")
+                && e.contains("20-30")
+                && e.contains("contains port 25"),
+            "{e}"
+        );
+        // UDP 80 beside TCP 80 is fine.
+        let udp =
+            format!("{BASE}\n[[service.port]]\nport = 80\nprotocol = \"udp\"\nhops = [\"fw1\"]\n");
+        assert_eq!(compile_text(&udp).unwrap().ports.len(), 2);
+    }
+}

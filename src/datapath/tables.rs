@@ -1,0 +1,625 @@
+//! The compiled service tables the workers classify against.
+//!
+//! A [`Tables`] is immutable once built: the control side compiles the
+//! configuration into one off the datapath, and each worker holds its own
+//! copy (see [`Published`]), switching to a new version between bursts. The
+//! only mutable part is the neighbor (ARP) state, shared by all copies
+//! through atomics.
+//!
+//! Lookups are hashbrown maps on packed integer keys: one probe for a
+//! service port (exact port), one more only for services with dynamic port
+//! ranges, and one for the sender (interface, VLAN, MAC).
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hashbrown::{HashMap, HashSet};
+
+use super::neighbor::Neighbors;
+use super::packet::{IpProtocol, MacAddr};
+
+pub type DeviceId = u16;
+
+/// Most passive devices that get copies at one hop.
+pub const MAX_COPIES: usize = 4;
+/// Most hops in one sequence.
+pub const MAX_HOPS: usize = 16;
+
+/// How a device accepts traffic for a service IP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceMode {
+    /// The service IP is on the device's loopback: sent unmodified.
+    Loopback,
+    /// The service IP is one of the device's aliases: sent unmodified.
+    Alias,
+    /// The device only has its own IP: destination NAT on the way in,
+    /// reverse NAT on the way out.
+    Nat,
+}
+
+/// The destination MAC of a leg: configured, or learnt by ARP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextMac {
+    Static(MacAddr),
+    /// A slot of [`Neighbors`].
+    Neighbor(u32),
+}
+
+/// Where a frame goes on one of seqd's interfaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leg {
+    pub iface: u16,
+    pub vlan: Option<u16>,
+    pub mac: NextMac,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub name: String,
+    pub mode: DeviceMode,
+    pub ipv4: Option<Ipv4Addr>,
+    /// The leg facing the client side (or the only leg): forward traffic
+    /// goes in here, return traffic comes back out here.
+    pub client_leg: Leg,
+    /// The leg facing the servers; equal to `client_leg` for one leg.
+    pub server_leg: Leg,
+}
+
+/// Passive devices that get a copy at one hop; a fixed array, so a decision
+/// carries them without allocating.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Copies {
+    len: u8,
+    ids: [DeviceId; MAX_COPIES],
+}
+
+impl Copies {
+    pub fn new(ids: &[DeviceId]) -> Option<Copies> {
+        if ids.len() > MAX_COPIES {
+            return None;
+        }
+        let mut c = Copies {
+            len: ids.len() as u8,
+            ids: [0; MAX_COPIES],
+        };
+        c.ids[..ids.len()].copy_from_slice(ids);
+        Some(c)
+    }
+
+    #[inline]
+    pub fn as_slice(&self) -> &[DeviceId] {
+        &self.ids[..self.len as usize]
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hop {
+    pub device: DeviceId,
+    pub copies: Copies,
+}
+
+/// One (service, protocol, port) and its sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePort {
+    pub service: String,
+    pub ip: Ipv4Addr,
+    pub protocol: IpProtocol,
+    pub port: u16,
+    /// The port the end device listens on, when it differs from `port`.
+    pub translate_to: Option<u16>,
+    /// Negotiated ports (inclusive) that follow this sequence untranslated.
+    pub dynamic: Option<(u16, u16)>,
+    /// Inline hops, then the end device last.
+    pub hops: Vec<Hop>,
+    /// Index into `hops` that passive devices' output goes to.
+    pub alerts_to: usize,
+}
+
+impl ServicePort {
+    #[inline]
+    pub fn end(&self) -> &Hop {
+        &self.hops[self.hops.len() - 1]
+    }
+
+    /// Position of `device` among the hops.
+    #[inline]
+    pub fn hop_of(&self, device: DeviceId) -> Option<usize> {
+        self.hops.iter().position(|h| h.device == device)
+    }
+
+    /// Whether `device` gets copies somewhere in this sequence.
+    #[inline]
+    pub fn is_passive(&self, device: DeviceId) -> bool {
+        self.hops
+            .iter()
+            .any(|h| h.copies.as_slice().contains(&device))
+    }
+}
+
+/// The client side: the interface toward the router and its gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientSide {
+    pub iface: u16,
+    pub gateway: NextMac,
+}
+
+/// A flow key (protocol, address, port) packed in one integer.
+#[inline(always)]
+pub fn flow_key(protocol: IpProtocol, ip: Ipv4Addr, port: u16) -> u64 {
+    (u32::from(ip) as u64) << 24 | (port as u64) << 8 | u8::from(protocol) as u64
+}
+
+#[inline(always)]
+fn range_key(protocol: IpProtocol, ip: Ipv4Addr) -> u64 {
+    (u32::from(ip) as u64) << 8 | u8::from(protocol) as u64
+}
+
+/// (interface, VLAN or untagged) packed.
+#[inline(always)]
+pub fn segment_key(iface: u16, vlan: Option<u16>) -> u32 {
+    (iface as u32) << 16 | vlan.map_or(0xffff, |v| v as u32 & 0x0fff)
+}
+
+#[inline(always)]
+fn sender_key(iface: u16, vlan: Option<u16>, mac: MacAddr) -> u128 {
+    let m = mac.0;
+    let mac = u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]]);
+    (segment_key(iface, vlan) as u128) << 64 | mac as u128
+}
+
+/// A return-direction match: the service port, and whether the packet came
+/// with the end device's own address/port (reverse NAT and translation due).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReturnMatch {
+    pub port: u32,
+    pub from_end_side: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PortRange {
+    lo: u16,
+    hi: u16,
+    port: u32,
+    from_end_side: bool,
+}
+
+/// Why tables could not be built: two entries claim the same key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableError(pub String);
+
+impl std::fmt::Display for TableError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TableError {}
+
+/// Everything a worker classifies against, for one version of the config.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    pub version: u64,
+    pub client: Option<ClientSide>,
+    pub devices: Vec<Device>,
+    pub ports: Vec<ServicePort>,
+    pub neighbors: Arc<Neighbors>,
+    forward: HashMap<u64, u32>,
+    forward_ranges: HashMap<u64, Box<[PortRange]>>,
+    reverse: HashMap<u64, ReturnMatch>,
+    reverse_ranges: HashMap<u64, Box<[PortRange]>>,
+    senders: HashMap<u128, DeviceId>,
+    /// Legs whose MAC is learnt by ARP, per segment: (neighbor slot, device).
+    arp_senders: HashMap<u32, Vec<(u32, DeviceId)>>,
+    device_segments: HashSet<u32>,
+    device_by_ip: HashMap<u32, DeviceId>,
+    service_ips: HashSet<u32>,
+}
+
+impl Tables {
+    /// Builds the lookups. The compiler has validated names and sequences;
+    /// this rejects only key collisions it cannot see per service.
+    pub fn build(
+        version: u64,
+        client: Option<ClientSide>,
+        devices: Vec<Device>,
+        ports: Vec<ServicePort>,
+        neighbors: Arc<Neighbors>,
+    ) -> Result<Tables, TableError> {
+        let mut t = Tables {
+            version,
+            client,
+            devices,
+            ports,
+            neighbors,
+            forward: HashMap::new(),
+            forward_ranges: HashMap::new(),
+            reverse: HashMap::new(),
+            reverse_ranges: HashMap::new(),
+            senders: HashMap::new(),
+            arp_senders: HashMap::new(),
+            device_segments: HashSet::new(),
+            device_by_ip: HashMap::new(),
+            service_ips: HashSet::new(),
+        };
+        for (id, d) in t.devices.iter().enumerate() {
+            for leg in [d.client_leg, d.server_leg] {
+                if let NextMac::Static(mac) = leg.mac {
+                    let key = sender_key(leg.iface, leg.vlan, mac);
+                    if let Some(&other) = t.senders.get(&key) {
+                        if other as usize != id {
+                            return Err(TableError(format!(
+                                "devices {:?} and {:?} share MAC {mac} on one interface and VLAN",
+                                t.devices[other as usize].name, d.name
+                            )));
+                        }
+                    }
+                    t.senders.insert(key, id as DeviceId);
+                }
+                if let NextMac::Neighbor(slot) = leg.mac {
+                    let v = t
+                        .arp_senders
+                        .entry(segment_key(leg.iface, leg.vlan))
+                        .or_default();
+                    if !v.contains(&(slot, id as DeviceId)) {
+                        v.push((slot, id as DeviceId));
+                    }
+                }
+                t.device_segments.insert(segment_key(leg.iface, leg.vlan));
+            }
+            if let Some(ip) = d.ipv4 {
+                t.device_by_ip.insert(u32::from(ip), id as DeviceId);
+            }
+        }
+        for (i, p) in t.ports.iter().enumerate() {
+            let i = i as u32;
+            t.service_ips.insert(u32::from(p.ip));
+            let name = || format!("service {:?} {} port {}", p.service, p.protocol, p.port);
+            let k = flow_key(p.protocol, p.ip, p.port);
+            if t.forward.insert(k, i).is_some() {
+                return Err(TableError(format!(
+                    "{}: {}:{} is defined twice",
+                    name(),
+                    p.ip,
+                    p.port
+                )));
+            }
+            let end = &t.devices[p.end().device as usize];
+            let (end_ip, end_port) = match end.mode {
+                DeviceMode::Nat => (end.ipv4.unwrap_or(p.ip), p.translate_to.unwrap_or(p.port)),
+                _ => (p.ip, p.translate_to.unwrap_or(p.port)),
+            };
+            t.reverse.insert(
+                k,
+                ReturnMatch {
+                    port: i,
+                    from_end_side: false,
+                },
+            );
+            if (end_ip, end_port) != (p.ip, p.port) {
+                let k = flow_key(p.protocol, end_ip, end_port);
+                if let Some(prev) = t.reverse.insert(
+                    k,
+                    ReturnMatch {
+                        port: i,
+                        from_end_side: true,
+                    },
+                ) {
+                    if prev.port != i {
+                        return Err(TableError(format!(
+                            "{}: replies from {end_ip}:{end_port} would also match service {:?} port {}",
+                            name(),
+                            t.ports[prev.port as usize].service,
+                            t.ports[prev.port as usize].port
+                        )));
+                    }
+                }
+            }
+            if let Some((lo, hi)) = p.dynamic {
+                let r = PortRange {
+                    lo,
+                    hi,
+                    port: i,
+                    from_end_side: false,
+                };
+                push_range(&mut t.forward_ranges, range_key(p.protocol, p.ip), r);
+                push_range(&mut t.reverse_ranges, range_key(p.protocol, p.ip), r);
+                if end_ip != p.ip {
+                    let r = PortRange {
+                        from_end_side: true,
+                        ..r
+                    };
+                    push_range(&mut t.reverse_ranges, range_key(p.protocol, end_ip), r);
+                }
+            }
+        }
+        for ranges in t.forward_ranges.values().chain(t.reverse_ranges.values()) {
+            for w in ranges.windows(2) {
+                if w[0].hi >= w[1].lo {
+                    let (a, b) = (&t.ports[w[0].port as usize], &t.ports[w[1].port as usize]);
+                    return Err(TableError(format!(
+                        "dynamic ports {}-{} of service {:?} port {} overlap {}-{} of service {:?} port {}",
+                        w[0].lo, w[0].hi, a.service, a.port, w[1].lo, w[1].hi, b.service, b.port
+                    )));
+                }
+            }
+        }
+        Ok(t)
+    }
+
+    /// The service port a forward-direction packet is for.
+    #[inline]
+    pub fn forward(&self, protocol: IpProtocol, dst: Ipv4Addr, dport: u16) -> Option<u32> {
+        if let Some(&i) = self.forward.get(&flow_key(protocol, dst, dport)) {
+            return Some(i);
+        }
+        if self.forward_ranges.is_empty() {
+            return None;
+        }
+        find_range(self.forward_ranges.get(&range_key(protocol, dst))?, dport).map(|r| r.port)
+    }
+
+    /// The service port a return-direction packet belongs to.
+    #[inline]
+    pub fn reverse(&self, protocol: IpProtocol, src: Ipv4Addr, sport: u16) -> Option<ReturnMatch> {
+        if let Some(&m) = self.reverse.get(&flow_key(protocol, src, sport)) {
+            return Some(m);
+        }
+        if self.reverse_ranges.is_empty() {
+            return None;
+        }
+        find_range(self.reverse_ranges.get(&range_key(protocol, src))?, sport).map(|r| {
+            ReturnMatch {
+                port: r.port,
+                from_end_side: r.from_end_side,
+            }
+        })
+    }
+
+    /// Whether `sport` (already a match) is a dynamic port rather than the
+    /// service port itself (dynamic ports are never translated).
+    #[inline]
+    pub fn is_dynamic(&self, port: &ServicePort, p: u16) -> bool {
+        port.dynamic.is_some_and(|(lo, hi)| p >= lo && p <= hi) && p != port.port
+    }
+
+    /// The device that sent a frame, by interface, VLAN and source MAC.
+    #[inline]
+    pub fn sender(&self, iface: u16, vlan: Option<u16>, mac: MacAddr) -> Option<DeviceId> {
+        if let Some(&d) = self.senders.get(&sender_key(iface, vlan, mac)) {
+            return Some(d);
+        }
+        if self.arp_senders.is_empty() {
+            return None;
+        }
+        // Devices known by IP: their MAC is whatever ARP last said.
+        self.arp_senders
+            .get(&segment_key(iface, vlan))?
+            .iter()
+            .find(|&&(slot, _)| self.neighbors.mac(slot) == Some(mac))
+            .map(|&(_, d)| d)
+    }
+
+    /// Whether some device is on this interface and VLAN.
+    #[inline]
+    pub fn has_devices_on(&self, iface: u16, vlan: Option<u16>) -> bool {
+        self.device_segments.contains(&segment_key(iface, vlan))
+    }
+
+    #[inline]
+    pub fn device_by_ip(&self, ip: Ipv4Addr) -> Option<DeviceId> {
+        if self.device_by_ip.is_empty() {
+            return None;
+        }
+        self.device_by_ip.get(&u32::from(ip)).copied()
+    }
+
+    #[inline]
+    pub fn is_service_ip(&self, ip: Ipv4Addr) -> bool {
+        self.service_ips.contains(&u32::from(ip))
+    }
+
+    /// The destination MAC of a leg, if known.
+    #[inline]
+    pub fn resolve(&self, mac: NextMac) -> Option<MacAddr> {
+        match mac {
+            NextMac::Static(m) => Some(m),
+            NextMac::Neighbor(slot) => self.neighbors.mac(slot),
+        }
+    }
+}
+
+fn push_range(map: &mut HashMap<u64, Box<[PortRange]>>, key: u64, r: PortRange) {
+    let mut v: Vec<PortRange> = map.remove(&key).map(Vec::from).unwrap_or_default();
+    v.push(r);
+    v.sort_by_key(|r| r.lo);
+    map.insert(key, v.into_boxed_slice());
+}
+
+#[inline]
+fn find_range(ranges: &[PortRange], p: u16) -> Option<&PortRange> {
+    // Sorted and disjoint: the last range starting at or below p is the only candidate.
+    let i = ranges.partition_point(|r| r.lo <= p);
+    let r = ranges.get(i.checked_sub(1)?)?;
+    (p <= r.hi).then_some(r)
+}
+
+/// The tables each worker runs, published atomically. The control side
+/// stores a new version in every worker's slot; a worker checks `version`
+/// between bursts and takes its new copy then, so no burst ever sees half of
+/// an update.
+pub struct Published {
+    version: AtomicU64,
+    slots: Box<[ArcSwap<Tables>]>,
+}
+
+impl Published {
+    pub fn new(tables: Tables, workers: usize) -> Published {
+        Published {
+            version: AtomicU64::new(tables.version),
+            slots: (0..workers)
+                .map(|_| ArcSwap::from_pointee(tables.clone()))
+                .collect(),
+        }
+    }
+
+    /// The version most recently published.
+    #[inline(always)]
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// Worker `w`'s current copy.
+    pub fn load(&self, w: usize) -> Arc<Tables> {
+        self.slots[w].load_full()
+    }
+
+    /// Installs `tables` for every worker (one copy each), then bumps the
+    /// version workers watch.
+    pub fn publish(&self, tables: Tables) {
+        let v = tables.version;
+        for s in self.slots.iter() {
+            s.store(Arc::new(tables.clone()));
+        }
+        self.version.store(v, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leg(iface: u16, mac: u8) -> Leg {
+        Leg {
+            iface,
+            vlan: None,
+            mac: NextMac::Static(MacAddr([2, 0, 0, 0, 0, mac])),
+        }
+    }
+
+    fn device(name: &str, mode: DeviceMode, ip: Option<[u8; 4]>, mac: u8) -> Device {
+        Device {
+            name: name.into(),
+            mode,
+            ipv4: ip.map(Ipv4Addr::from),
+            client_leg: leg(1, mac),
+            server_leg: leg(1, mac),
+        }
+    }
+
+    fn port(service: &str, ip: [u8; 4], port: u16, hops: &[DeviceId]) -> ServicePort {
+        ServicePort {
+            service: service.into(),
+            ip: ip.into(),
+            protocol: IpProtocol::Tcp,
+            port,
+            translate_to: None,
+            dynamic: None,
+            hops: hops
+                .iter()
+                .map(|&d| Hop {
+                    device: d,
+                    copies: Copies::default(),
+                })
+                .collect(),
+            alerts_to: hops.len() - 1,
+        }
+    }
+
+    fn build(devices: Vec<Device>, ports: Vec<ServicePort>) -> Result<Tables, TableError> {
+        Tables::build(1, None, devices, ports, Arc::new(Neighbors::default()))
+    }
+
+    #[test]
+    fn exact_ranges_and_nat_reverse_keys() {
+        let mut web = port("a", [203, 0, 113, 10], 80, &[0]);
+        web.translate_to = Some(8080);
+        web.dynamic = Some((1025, 1125));
+        let mut mail = port("a", [203, 0, 113, 10], 25, &[1]);
+        mail.dynamic = Some((1126, 1300));
+        let t = build(
+            vec![
+                device("web", DeviceMode::Nat, Some([10, 0, 0, 5]), 5),
+                device("mail", DeviceMode::Alias, None, 6),
+            ],
+            vec![web, mail],
+        )
+        .unwrap();
+        let svc = Ipv4Addr::new(203, 0, 113, 10);
+        assert_eq!(t.forward(IpProtocol::Tcp, svc, 80), Some(0));
+        assert_eq!(t.forward(IpProtocol::Udp, svc, 80), None);
+        assert_eq!(t.forward(IpProtocol::Tcp, svc, 1025), Some(0));
+        assert_eq!(t.forward(IpProtocol::Tcp, svc, 1125), Some(0));
+        assert_eq!(t.forward(IpProtocol::Tcp, svc, 1126), Some(1));
+        assert_eq!(t.forward(IpProtocol::Tcp, svc, 1301), None);
+        assert_eq!(t.forward(IpProtocol::Tcp, svc, 1024), None);
+        let nat = Ipv4Addr::new(10, 0, 0, 5);
+        assert_eq!(
+            t.reverse(IpProtocol::Tcp, nat, 8080),
+            Some(ReturnMatch {
+                port: 0,
+                from_end_side: true
+            })
+        );
+        assert_eq!(
+            t.reverse(IpProtocol::Tcp, svc, 80),
+            Some(ReturnMatch {
+                port: 0,
+                from_end_side: false
+            })
+        );
+        assert_eq!(
+            t.reverse(IpProtocol::Tcp, nat, 1100),
+            Some(ReturnMatch {
+                port: 0,
+                from_end_side: true
+            })
+        );
+        assert_eq!(t.reverse(IpProtocol::Tcp, nat, 80), None);
+        assert_eq!(t.sender(1, None, MacAddr([2, 0, 0, 0, 0, 6])), Some(1));
+        assert_eq!(t.sender(1, Some(4), MacAddr([2, 0, 0, 0, 0, 6])), None);
+        assert_eq!(t.device_by_ip(nat), Some(0));
+        assert!(t.is_service_ip(svc));
+    }
+
+    #[test]
+    fn collisions_are_errors() {
+        let d = || vec![device("web", DeviceMode::Alias, None, 5)];
+        let e = build(
+            d(),
+            vec![
+                port("a", [1, 1, 1, 1], 80, &[0]),
+                port("b", [1, 1, 1, 1], 80, &[0]),
+            ],
+        );
+        assert!(e.unwrap_err().0.contains("defined twice"));
+        let mut a = port("a", [1, 1, 1, 1], 80, &[0]);
+        a.dynamic = Some((2000, 3000));
+        let mut b = port("a", [1, 1, 1, 1], 81, &[0]);
+        b.dynamic = Some((3000, 4000));
+        assert!(build(d(), vec![a, b]).unwrap_err().0.contains("overlap"));
+    }
+
+    #[test]
+    fn publish_swaps_every_worker() {
+        let t = build(vec![device("web", DeviceMode::Alias, None, 5)], vec![]).unwrap();
+        let p = Published::new(t.clone(), 2);
+        assert_eq!(p.version(), 1);
+        let mut t2 = t;
+        t2.version = 2;
+        p.publish(t2);
+        assert_eq!(p.version(), 2);
+        assert_eq!(p.load(0).version, 2);
+        assert_eq!(p.load(1).version, 2);
+        assert!(
+            !Arc::ptr_eq(&p.load(0), &p.load(1)),
+            "each worker has its own copy"
+        );
+    }
+}
