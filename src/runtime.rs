@@ -129,7 +129,7 @@ fn collect_stats(config: &Config, ports: &[Port], tables: &Tables, counters: &Co
         .map(|(i, p)| ServiceStats {
             service: p.service.clone(),
             ip: p.ip,
-            protocol: p.protocol.to_string(),
+            protocol: p.protocol.to_string().to_lowercase(),
             port: p.port,
             packets_in: counters.sum(|w| w.services[i].packets_in.get()),
             bytes_in: counters.sum(|w| w.services[i].bytes_in.get()),

@@ -99,6 +99,9 @@ pub struct ServicePortConfig {
     pub dynamic_ports: Option<String>,
 }
 
+/// A dynamic port range (lo, hi) and the key of the port that owns it.
+type DynamicRange = (u16, u16, String);
+
 /// A compile error: key path, value as written, what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompileError {
@@ -325,7 +328,7 @@ pub fn compile(config: &Config, version: u64) -> Result<Tables, CompileError> {
     // (protocol, ip, port) -> key of the port that claims it.
     let mut claimed: HashMap<(u8, Ipv4Addr, u16), String> = HashMap::new();
     // (protocol, ip) -> dynamic ranges with their keys.
-    let mut ranges: HashMap<(u8, Ipv4Addr), Vec<(u16, u16, String)>> = HashMap::new();
+    let mut ranges: HashMap<(u8, Ipv4Addr), Vec<DynamicRange>> = HashMap::new();
     for (si, s) in config.services.iter().enumerate() {
         let skey = |f: &str| format!("service[{si}].{f}");
         if s.name.is_empty() || !names.insert(s.name.as_str()) {

@@ -125,6 +125,15 @@ pub fn ipv4_key(l3: &[u8]) -> Result<Ipv4Key, DropReason> {
                 let t = TcpPacket::new_checked(ip.payload())?;
                 Some((t.src_port(), t.dst_port()))
             }
+            // A first fragment holds only part of the datagram its UDP length
+            // counts: check the header alone.
+            IpProtocol::Udp if ip.more_frags() => {
+                let u = UdpPacket::new_unchecked(ip.payload());
+                if ip.payload().len() < UdpPacket::<&[u8]>::HEADER_LEN {
+                    return Err(DropReason::Truncated);
+                }
+                Some((u.src_port(), u.dst_port()))
+            }
             IpProtocol::Udp => {
                 let u = UdpPacket::new_checked(ip.payload())?;
                 Some((u.src_port(), u.dst_port()))
@@ -166,52 +175,39 @@ pub fn apply_rewrite(l3: &mut [u8], rw: &Rewrite) {
     if ip.frag_offset() != 0 {
         return;
     }
-    let protocol = ip.protocol();
-    let l4 = ip.payload_mut();
-    let fix_addrs = |mut c: u16| {
-        if let Some(a) = rw.src_ip {
-            c = checksum::update_addr(c, old_src, a);
-        }
-        if let Some(a) = rw.dst_ip {
-            c = checksum::update_addr(c, old_dst, a);
-        }
-        c
+    // Raw offsets: a first fragment's L4 header is complete, but its UDP
+    // length covers the whole datagram; ipv4_key checked the header is here.
+    let (csum_at, udp) = match ip.protocol() {
+        IpProtocol::Tcp => (16, false),
+        IpProtocol::Udp => (6, true),
+        _ => return,
     };
-    match protocol {
-        IpProtocol::Tcp => {
-            let Ok(mut t) = TcpPacket::new_checked(l4) else {
-                return;
-            };
-            let mut c = fix_addrs(t.checksum());
-            if let Some(p) = rw.src_port {
-                c = checksum::update_u16(c, t.src_port(), p);
-                t.set_src_port(p);
-            }
-            if let Some(p) = rw.dst_port {
-                c = checksum::update_u16(c, t.dst_port(), p);
-                t.set_dst_port(p);
-            }
-            t.set_checksum(c);
+    let l4 = ip.payload_mut();
+    if l4.len() < csum_at + 2 {
+        return;
+    }
+    let get = |b: &[u8], at: usize| u16::from_be_bytes([b[at], b[at + 1]]);
+    let old_c = get(l4, csum_at);
+    let mut c = old_c;
+    if let Some(a) = rw.src_ip {
+        c = checksum::update_addr(c, old_src, a);
+    }
+    if let Some(a) = rw.dst_ip {
+        c = checksum::update_addr(c, old_dst, a);
+    }
+    for (at, new) in [(0, rw.src_port), (2, rw.dst_port)] {
+        if let Some(p) = new {
+            c = checksum::update_u16(c, get(l4, at), p);
+            l4[at..at + 2].copy_from_slice(&p.to_be_bytes());
         }
-        IpProtocol::Udp => {
-            let Ok(mut u) = UdpPacket::new_checked(l4) else {
-                return;
-            };
-            let none = u.checksum() == 0;
-            let mut c = fix_addrs(u.checksum());
-            if let Some(p) = rw.src_port {
-                c = checksum::update_u16(c, u.src_port(), p);
-                u.set_src_port(p);
-            }
-            if let Some(p) = rw.dst_port {
-                c = checksum::update_u16(c, u.dst_port(), p);
-                u.set_dst_port(p);
-            }
-            if !none {
-                u.set_checksum(checksum::udp_nonzero(c));
-            }
+    }
+    // A UDP checksum of 0 means none was sent: leave it so.
+    if udp {
+        if old_c != 0 {
+            l4[csum_at..csum_at + 2].copy_from_slice(&checksum::udp_nonzero(c).to_be_bytes());
         }
-        _ => {}
+    } else {
+        l4[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
     }
 }
 
@@ -325,6 +321,11 @@ impl Datapath {
                 let from_client = sender.is_none()
                     && l2.vlan.is_none()
                     && t.client.is_some_and(|c| c.iface == in_iface);
+                // Off the client side, only known devices may send (source
+                // verification), whatever the packet is for.
+                if sender.is_none() && !from_client && t.client.is_some() {
+                    return Err(DropReason::SourceNotVerified);
+                }
                 steer(t, key, sender, from_client, l2.l3_offset as u8).map(Verdict::Steer)
             }
             _ => Err(DropReason::UnsupportedEthertype),
@@ -536,5 +537,406 @@ pub fn leg_mac(t: &Tables, leg: &Leg) -> Option<MacAddr> {
     match leg.mac {
         NextMac::Static(m) => Some(m),
         NextMac::Neighbor(s) => t.neighbors.mac(s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::datapath::neighbor::Neighbors;
+    use crate::datapath::tables::{ClientSide, Device, Hop, ServicePort};
+
+    const OUR_MAC: [u8; 6] = [0x02, 0x70, 0x63, 0x61, 0x70, 0x00];
+    const DEV_IF_MAC: [u8; 6] = [0x02, 0x70, 0x63, 0x61, 0x70, 0x01];
+    const ASKER_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+    const FW_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0, 0, 0x10];
+    const WEB_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0, 0, 0x30];
+    const GW_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0, 0, 0xfe];
+    const SVC: [u8; 4] = [203, 0, 113, 10];
+    const WEB_IP: [u8; 4] = [198, 51, 100, 30];
+    const CLIENT_IP: [u8; 4] = [192, 0, 2, 99];
+
+    fn dp() -> Datapath {
+        Datapath::new(vec![
+            Interface {
+                mac: MacAddr(OUR_MAC),
+                ipv4: Ipv4Addr::new(192, 0, 2, 1),
+            },
+            Interface {
+                mac: MacAddr(DEV_IF_MAC),
+                ipv4: Ipv4Addr::new(198, 51, 100, 1),
+            },
+        ])
+    }
+
+    fn leg(mac: [u8; 6]) -> Leg {
+        Leg {
+            iface: 1,
+            vlan: None,
+            mac: NextMac::Static(MacAddr(mac)),
+        }
+    }
+
+    fn no_tables() -> Tables {
+        Tables::build(0, None, vec![], vec![], Arc::new(Neighbors::default())).unwrap()
+    }
+
+    /// fw (alias) then web (nat, port 80 -> 8080) for SVC:80/tcp.
+    fn chain() -> Tables {
+        let devices = vec![
+            Device {
+                name: "fw".into(),
+                mode: DeviceMode::Alias,
+                ipv4: None,
+                client_leg: leg(FW_MAC),
+                server_leg: leg(FW_MAC),
+            },
+            Device {
+                name: "web".into(),
+                mode: DeviceMode::Nat,
+                ipv4: Some(WEB_IP.into()),
+                client_leg: leg(WEB_MAC),
+                server_leg: leg(WEB_MAC),
+            },
+        ];
+        let ports = vec![ServicePort {
+            service: "acme".into(),
+            ip: SVC.into(),
+            protocol: IpProtocol::Tcp,
+            port: 80,
+            translate_to: Some(8080),
+            dynamic: None,
+            hops: vec![
+                Hop {
+                    device: 0,
+                    copies: Copies::default(),
+                },
+                Hop {
+                    device: 1,
+                    copies: Copies::default(),
+                },
+            ],
+            alerts_to: 1,
+        }];
+        let client = ClientSide {
+            iface: 0,
+            gateway: NextMac::Static(MacAddr(GW_MAC)),
+        };
+        Tables::build(
+            1,
+            Some(client),
+            devices,
+            ports,
+            Arc::new(Neighbors::default()),
+        )
+        .unwrap()
+    }
+
+    /// Hand-made ARP frame: who-has `target` tell 192.0.2.99.
+    fn arp_frame(op: u8, target: [u8; 4], pad: usize) -> Vec<u8> {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&ASKER_MAC);
+        f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, op]);
+        f.extend_from_slice(&ASKER_MAC);
+        f.extend_from_slice(&CLIENT_IP);
+        f.extend_from_slice(&[0; 6]);
+        f.extend_from_slice(&target);
+        f.extend(std::iter::repeat_n(0xaa, pad));
+        f
+    }
+
+    /// An Ethernet/IPv4/TCP frame built by etherparse (independent of seqd).
+    fn tcp(
+        dst_mac: [u8; 6],
+        src_mac: [u8; 6],
+        src: [u8; 4],
+        sport: u16,
+        dst: [u8; 4],
+        dport: u16,
+    ) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ethernet2(src_mac, dst_mac)
+            .ipv4(src, dst, 64)
+            .tcp(sport, dport, 1000, 4096)
+            .syn();
+        let mut out = Vec::new();
+        b.write(&mut out, b"hello").unwrap();
+        out
+    }
+
+    #[test]
+    fn answers_arp_for_own_address() {
+        let mut f = arp_frame(1, [192, 0, 2, 1], 18);
+        assert_eq!(
+            dp().process(&no_tables(), 0, &mut f, 0),
+            Verdict::Bounce { iface: 0 }
+        );
+        let mut want = ASKER_MAC.to_vec();
+        want.extend_from_slice(&OUR_MAC);
+        want.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 2]);
+        want.extend_from_slice(&OUR_MAC);
+        want.extend_from_slice(&[192, 0, 2, 1]);
+        want.extend_from_slice(&ASKER_MAC);
+        want.extend_from_slice(&CLIENT_IP);
+        want.extend_from_slice(&[0; 18]);
+        assert_eq!(f, want);
+    }
+
+    #[test]
+    fn answers_arp_for_service_ips_only_on_the_client_side() {
+        let t = chain();
+        let mut f = arp_frame(1, SVC, 0);
+        assert_eq!(dp().process(&t, 0, &mut f, 0), Verdict::Bounce { iface: 0 });
+        assert_eq!(
+            &f[28..32],
+            &SVC,
+            "sender protocol address is the service IP"
+        );
+        let mut f = arp_frame(1, SVC, 0);
+        assert_eq!(
+            dp().process(&t, 1, &mut f, 0),
+            Verdict::Drop(DropReason::ArpNotOurs)
+        );
+    }
+
+    #[test]
+    fn learns_arp_replies_for_wanted_neighbors_only() {
+        let n = Arc::new(Neighbors::new(vec![
+            crate::datapath::neighbor::NeighborKey {
+                iface: 0,
+                vlan: None,
+                ip: CLIENT_IP.into(),
+            },
+        ]));
+        let t = Tables::build(0, None, vec![], vec![], n).unwrap();
+        let mut reply = arp_frame(2, [192, 0, 2, 1], 0);
+        reply[..6].copy_from_slice(&OUR_MAC);
+        assert_eq!(dp().process(&t, 0, &mut reply, 5), Verdict::Consumed);
+        assert_eq!(t.neighbors.mac(0), Some(MacAddr(ASKER_MAC)));
+        // The same reply on the other interface is not for a wanted neighbor.
+        let mut reply = arp_frame(2, [198, 51, 100, 1], 0);
+        reply[..6].copy_from_slice(&DEV_IF_MAC);
+        assert_eq!(
+            dp().process(&t, 1, &mut reply, 5),
+            Verdict::Drop(DropReason::ArpIgnored)
+        );
+    }
+
+    #[test]
+    fn every_truncation_is_dropped_not_panicking() {
+        let full = tcp(OUR_MAC, GW_MAC, CLIENT_IP, 40000, SVC, 80);
+        for n in 0..full.len() {
+            let mut f = full[..n].to_vec();
+            let v = dp().process(&chain(), 0, &mut f, 0);
+            assert_eq!(v, Verdict::Drop(DropReason::Truncated), "len {n}");
+        }
+    }
+
+    #[test]
+    fn steers_forward_through_the_chain_and_back() {
+        let t = chain();
+        let d = dp();
+        // Client -> fw: Ethernet only, counted in.
+        let mut f = tcp(OUR_MAC, GW_MAC, CLIENT_IP, 40000, SVC, 80);
+        let Verdict::Steer(s) = d.process(&t, 0, &mut f, 0) else {
+            panic!()
+        };
+        assert_eq!(
+            (s.to, s.to_device, s.count, s.rewrite),
+            (leg(FW_MAC), Some(0), Count::In(0), Rewrite::default())
+        );
+        // fw -> web: NAT and port translation at the end.
+        let mut f = tcp(DEV_IF_MAC, FW_MAC, CLIENT_IP, 40000, SVC, 80);
+        let Verdict::Steer(s) = d.process(&t, 1, &mut f, 0) else {
+            panic!()
+        };
+        assert_eq!(s.to, leg(WEB_MAC));
+        assert_eq!(s.rewrite.dst_ip, Some(WEB_IP.into()));
+        assert_eq!(s.rewrite.dst_port, Some(8080));
+        // web's reply -> fw with the service address restored.
+        let mut f = tcp(DEV_IF_MAC, WEB_MAC, WEB_IP, 8080, CLIENT_IP, 40000);
+        let Verdict::Steer(s) = d.process(&t, 1, &mut f, 0) else {
+            panic!()
+        };
+        assert_eq!(s.to, leg(FW_MAC));
+        assert_eq!(
+            (s.rewrite.src_ip, s.rewrite.src_port),
+            (Some(SVC.into()), Some(80))
+        );
+        // fw's reply -> the gateway, counted out.
+        let mut f = tcp(DEV_IF_MAC, FW_MAC, SVC, 80, CLIENT_IP, 40000);
+        let Verdict::Steer(s) = d.process(&t, 1, &mut f, 0) else {
+            panic!()
+        };
+        assert_eq!(s.to.iface, 0);
+        assert_eq!(s.to.mac, NextMac::Static(MacAddr(GW_MAC)));
+        assert_eq!(s.count, Count::Out(0));
+    }
+
+    #[test]
+    fn source_verification() {
+        let t = chain();
+        let d = dp();
+        // web (the end) sending forward to its own service.
+        let mut f = tcp(DEV_IF_MAC, WEB_MAC, WEB_IP, 1234, SVC, 80);
+        assert_eq!(
+            d.process(&t, 1, &mut f, 0),
+            Verdict::Drop(DropReason::SourceNotVerified)
+        );
+        // An unknown MAC on the device interface.
+        let mut f = tcp(DEV_IF_MAC, ASKER_MAC, CLIENT_IP, 40000, SVC, 80);
+        assert_eq!(
+            d.process(&t, 1, &mut f, 0),
+            Verdict::Drop(DropReason::SourceNotVerified)
+        );
+        // A client posing as the service.
+        let mut f = tcp(OUR_MAC, GW_MAC, SVC, 80, CLIENT_IP, 40000);
+        assert_eq!(
+            d.process(&t, 0, &mut f, 0),
+            Verdict::Drop(DropReason::SourceNotVerified)
+        );
+        // The firewall sending a reply as if it were the NAT server.
+        let mut f = tcp(DEV_IF_MAC, FW_MAC, WEB_IP, 8080, CLIENT_IP, 40000);
+        assert_eq!(
+            d.process(&t, 1, &mut f, 0),
+            Verdict::Drop(DropReason::SourceNotVerified)
+        );
+        // Nothing for this port.
+        let mut f = tcp(OUR_MAC, GW_MAC, CLIENT_IP, 40000, SVC, 81);
+        assert_eq!(
+            d.process(&t, 0, &mut f, 0),
+            Verdict::Drop(DropReason::NoService)
+        );
+    }
+
+    #[test]
+    fn frames_for_other_macs_and_vlans() {
+        let t = chain();
+        let mut f = tcp(OUR_MAC, GW_MAC, CLIENT_IP, 40000, SVC, 80);
+        f[5] ^= 1;
+        assert_eq!(
+            dp().process(&t, 0, &mut f, 0),
+            Verdict::Drop(DropReason::NotOurMac)
+        );
+        let mut f = tcp(OUR_MAC, GW_MAC, CLIENT_IP, 40000, SVC, 80);
+        f[..6].copy_from_slice(&[0x01, 0x00, 0x5e, 0, 0, 1]);
+        assert_eq!(
+            dp().process(&t, 0, &mut f, 0),
+            Verdict::Drop(DropReason::NotOurMac)
+        );
+        let f = tcp(OUR_MAC, GW_MAC, CLIENT_IP, 40000, SVC, 80);
+        let mut tagged = f[..12].to_vec();
+        tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a]);
+        tagged.extend_from_slice(&f[12..]);
+        assert_eq!(
+            dp().process(&t, 0, &mut tagged, 0),
+            Verdict::Drop(DropReason::UnknownVlan)
+        );
+        let mut v6 = f.clone();
+        v6[12..14].copy_from_slice(&[0x86, 0xdd]);
+        assert_eq!(
+            dp().process(&t, 0, &mut v6, 0),
+            Verdict::Drop(DropReason::UnsupportedEthertype)
+        );
+    }
+
+    #[test]
+    fn write_l2_tagged_and_untagged() {
+        let mut h = [0u8; 18];
+        write_l2(
+            &mut h,
+            MacAddr(WEB_MAC),
+            MacAddr(DEV_IF_MAC),
+            Some(100),
+            EtherType::Ipv4,
+        );
+        let mut want = WEB_MAC.to_vec();
+        want.extend_from_slice(&DEV_IF_MAC);
+        want.extend_from_slice(&[0x81, 0x00, 0x00, 100, 0x08, 0x00]);
+        assert_eq!(h.to_vec(), want);
+        let mut h = [0u8; 14];
+        write_l2(
+            &mut h,
+            MacAddr(WEB_MAC),
+            MacAddr(DEV_IF_MAC),
+            None,
+            EtherType::Arp,
+        );
+        assert_eq!(&h[12..], &[0x08, 0x06]);
+    }
+
+    /// NAT and port rewrites, applied incrementally, equal a packet built
+    /// from scratch (full checksums by etherparse) over random packets.
+    #[test]
+    fn rewrite_equals_full_recompute() {
+        use proptest::prelude::*;
+        let mut runner = proptest::test_runner::TestRunner::default();
+        let strategy = (
+            any::<[u8; 4]>(),
+            any::<[u8; 4]>(),
+            any::<[u8; 4]>(),
+            any::<u16>(),
+            any::<u16>(),
+            any::<u16>(),
+            any::<bool>(),
+            proptest::collection::vec(any::<u8>(), 0..64),
+        );
+        runner
+            .run(
+                &strategy,
+                |(src, dst, new_dst, sport, dport, new_dport, udp, payload)| {
+                    let build = |d: [u8; 4], dp: u16| {
+                        let b =
+                            etherparse::PacketBuilder::ethernet2([0; 6], [0; 6]).ipv4(src, d, 64);
+                        let mut out = Vec::new();
+                        if udp {
+                            b.udp(sport, dp).write(&mut out, &payload).unwrap();
+                        } else {
+                            b.tcp(sport, dp, 7, 1024)
+                                .ack(99)
+                                .write(&mut out, &payload)
+                                .unwrap();
+                        }
+                        out
+                    };
+                    let mut got = build(dst, dport);
+                    apply_rewrite(
+                        &mut got[14..],
+                        &Rewrite {
+                            dst_ip: Some(new_dst.into()),
+                            dst_port: Some(new_dport),
+                            ..Rewrite::default()
+                        },
+                    );
+                    prop_assert_eq!(got, build(new_dst, new_dport));
+                    Ok(())
+                },
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn udp_without_checksum_stays_without() {
+        let b = etherparse::PacketBuilder::ethernet2([0; 6], [0; 6])
+            .ipv4(CLIENT_IP, SVC, 64)
+            .udp(5000, 53);
+        let mut f = Vec::new();
+        b.write(&mut f, b"q").unwrap();
+        f[14 + 20 + 6] = 0;
+        f[14 + 20 + 7] = 0;
+        apply_rewrite(
+            &mut f[14..],
+            &Rewrite {
+                dst_ip: Some(WEB_IP.into()),
+                dst_port: Some(5353),
+                ..Rewrite::default()
+            },
+        );
+        assert_eq!(&f[14 + 20 + 6..14 + 20 + 8], &[0, 0]);
+        assert_eq!(&f[14 + 16..14 + 20], &WEB_IP);
+        assert_eq!(&f[14 + 22..14 + 24], &5353u16.to_be_bytes());
+        let ip = etherparse::Ipv4HeaderSlice::from_slice(&f[14..]).unwrap();
+        assert_eq!(ip.header_checksum(), ip.to_header().calc_header_checksum());
     }
 }

@@ -140,7 +140,11 @@ impl Worker {
         let mut rx_burst = Burst::new();
         let mut dropped = Burst::new();
         let mut last_drain = dpdk::rdtsc();
-        let mut last_arp_scan = 0;
+        let mut last_arp_scan = last_drain;
+        if self.index == 0 {
+            // Ask for every unresolved neighbor before the first packet needs it.
+            self.send_arp_requests(last_drain, hz, c);
+        }
         let mut loop_start = last_drain;
         while !self.quit.load(Ordering::Relaxed) {
             if self.published.version() != self.tables.version {
