@@ -306,3 +306,177 @@ pub fn assert_frames_eq(got: &[Vec<u8>], want: &[Vec<u8>], what: &str) {
     }
     assert_eq!(got.len(), want.len(), "{what}: frame count");
 }
+
+// ---------------------------------------------------------------------------
+// Sequencing helpers (services, devices, multiset comparison, ARP filtering,
+// --check-config).
+// ---------------------------------------------------------------------------
+
+impl Outcome {
+    /// The `services` entry of (service name, protocol "tcp"/"udp", port).
+    pub fn service(&self, name: &str, protocol: &str, port: u16) -> &Value {
+        self.stats["services"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no services array in stats: {}", self.stats))
+            .iter()
+            .find(|s| s["service"] == name && s["protocol"] == protocol && s["port"] == port)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no services entry ({name}, {protocol}, {port}) in stats: {}",
+                    self.stats["services"]
+                )
+            })
+    }
+
+    /// The `devices` entry of a device.
+    pub fn device(&self, name: &str) -> &Value {
+        self.stats["devices"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no devices array in stats: {}", self.stats))
+            .iter()
+            .find(|d| d["name"] == name)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no devices entry {name} in stats: {}",
+                    self.stats["devices"]
+                )
+            })
+    }
+
+    /// A drop counter that may be absent from the stats (then 0).
+    pub fn drops_or_zero(&self, reason: &str) -> u64 {
+        self.stats["drops"][reason].as_u64().unwrap_or(0)
+    }
+
+    /// What an interface sent, without ARP frames (tagged or not): seqd may
+    /// send ARP requests at any time.
+    pub fn sent_ip(&self, iface: &str) -> Vec<Vec<u8>> {
+        self.sent(iface)
+            .iter()
+            .filter(|f| !is_arp(f))
+            .cloned()
+            .collect()
+    }
+
+    /// Only the ARP frames an interface sent.
+    pub fn sent_arp(&self, iface: &str) -> Vec<Vec<u8>> {
+        self.sent(iface)
+            .iter()
+            .filter(|f| is_arp(f))
+            .cloned()
+            .collect()
+    }
+
+    /// Panics with stderr unless seqd exited 0.
+    pub fn assert_success(&self) {
+        assert!(
+            self.status.success(),
+            "seqd failed: {}\n{}",
+            self.status,
+            self.stderr
+        );
+    }
+}
+
+/// The ethertype after any 802.1Q tags (None for a runt).
+pub fn inner_ethertype(f: &[u8]) -> Option<u16> {
+    let mut off = 12;
+    loop {
+        let t = u16::from_be_bytes([*f.get(off)?, *f.get(off + 1)?]);
+        if t == 0x8100 || t == 0x88a8 {
+            off += 4;
+        } else {
+            return Some(t);
+        }
+    }
+}
+
+pub fn is_arp(f: &[u8]) -> bool {
+    inner_ethertype(f) == Some(0x0806)
+}
+
+/// Asserts two frame lists hold the same frames, in any order (for outputs
+/// fed from more than one input interface, which seqd polls in turn).
+pub fn assert_frames_multiset_eq(got: &[Vec<u8>], want: &[Vec<u8>], what: &str) {
+    let mut got_sorted = got.to_vec();
+    let mut want_sorted = want.to_vec();
+    got_sorted.sort();
+    want_sorted.sort();
+    if got_sorted != want_sorted {
+        let show = |v: &[Vec<u8>]| {
+            v.iter()
+                .map(|f| format!("  {}", hex(f)))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let missing: Vec<Vec<u8>> = want_sorted
+            .iter()
+            .filter(|w| {
+                got_sorted.iter().filter(|g| g == w).count()
+                    < want_sorted.iter().filter(|x| x == w).count()
+            })
+            .cloned()
+            .collect();
+        let extra: Vec<Vec<u8>> = got_sorted
+            .iter()
+            .filter(|g| {
+                want_sorted.iter().filter(|w| w == g).count()
+                    < got_sorted.iter().filter(|x| x == g).count()
+            })
+            .cloned()
+            .collect();
+        panic!(
+            "{what}: frames differ (any order): got {} want {}\nmissing:\n{}\nunexpected:\n{}",
+            got.len(),
+            want.len(),
+            show(&missing),
+            show(&extra)
+        );
+    }
+}
+
+impl Topology {
+    /// Like [`Topology::run`], but seqd exits only after `idle_ms` without
+    /// a received packet (to let its timers run: ARP retries, queue timeouts).
+    pub fn run_idle(&self, idle_ms: u64) -> Outcome {
+        let config = self.prepare();
+        let child = self
+            .command(&config)
+            .arg("--exit-when-idle")
+            .arg(idle_ms.to_string())
+            .spawn()
+            .expect("start seqd");
+        self.finish(child)
+    }
+}
+
+/// Runs `seqd --check-config FILE`; returns (exit code, stderr).
+pub fn check_config_file(path: &Path) -> (i32, String) {
+    let mut child = Command::new(SEQD)
+        .arg("--check-config")
+        .arg(path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start seqd");
+    let status =
+        wait_timeout(&mut child, Duration::from_secs(30)).expect("seqd --check-config hung");
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.code().unwrap_or(-1), err)
+}
+
+/// Writes `text` to a temporary file and runs `seqd --check-config` on it.
+pub fn check_config_text(text: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("check.toml");
+    std::fs::write(&path, text).unwrap();
+    check_config_file(&path)
+}
