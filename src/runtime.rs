@@ -114,6 +114,8 @@ pub struct WorkerStats {
 /// Everything seqd counted, as written to `--stats-file`.
 #[derive(Debug, Serialize)]
 pub struct Stats {
+    /// TSC ticks per second: converts the workers' cycle counts to time.
+    pub tsc_hz: u64,
     pub interfaces: Vec<InterfaceStats>,
     pub workers: Vec<WorkerStats>,
     pub services: Vec<ServiceStats>,
@@ -189,6 +191,7 @@ fn collect_stats(config: &Config, ports: &[Port], tables: &Tables, counters: &Co
         .map(|&r| (r.name(), counters.drops(r)))
         .collect();
     Stats {
+        tsc_hz: dpdk::tsc_hz(),
         interfaces,
         workers,
         services,
