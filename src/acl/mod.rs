@@ -1,4 +1,877 @@
 //! Interface-scoped access control lists, indexed by service IP.
 //!
-//! The rule model, its compiled lookup and its counters arrive with the ACL
-//! issue; the datapath applies the verdict before a packet is steered.
+//! Each interface has its own rules. A *provider* rule applies to every
+//! service on the interface and is evaluated before any *customer* rule; a
+//! customer rule belongs to one service IP. Within each list the lowest
+//! priority number matches first; when nothing matches, the service's
+//! default action applies (the customer set's default, or the interface's
+//! default for a service without customer rules).
+//!
+//! # Design note: how a lookup scales
+//!
+//! **Finding the rules.** [`AclTable`] holds, per interface, one compiled
+//! provider set (its rules and the interface default) in a plain array, and
+//! one compiled customer set per `(interface, service IP)` in a single hash
+//! table, stored inline in its 128-byte, cache-line-aligned bucket. A
+//! packet costs one array index, one provider match (a small set shared by
+//! every service on the interface, so hot in cache) and one hash lookup for
+//! its customer set; it is matched against nothing else. Provider rules
+//! are stored once per interface, not copied into every customer set.
+//!
+//! **Matching one set: tuple-space search, source prefix first.** The
+//! tuples of Srinivasan et al. are split in two levels, because the source
+//! prefix is what separates rules in these lists (one client per rule) and
+//! the port/protocol shapes are few:
+//!
+//! 1. *Source prefix.* Rules are grouped by their exact source prefix. One
+//!    hash table per set maps `(prefix length, masked source)` to its
+//!    group; a lookup makes one probe per distinct prefix length of the set
+//!    (hosts, /24s, a /16 and /0 give 4), whatever the rule count.
+//! 2. *The group* holds the rules of that one prefix, by rank; a rule that
+//!    an earlier rule of the group covers (every packet it matches, the
+//!    earlier one matches too) is dropped at compile time. A group of up to
+//!    4 rules is scanned linearly over 24-byte records. A larger group gets
+//!    its own tuple space over protocol, ports and TCP flags: tuple = (dst
+//!    port block length, src port block length, protocol, flag test), key =
+//!    the masked ports. Port ranges do not hash, so each range is expanded
+//!    at compile time into the fewest prefix-aligned blocks: at most
+//!    2·16 − 2 = 30 per range (reached by `1..=65534`), so at most
+//!    30 × 30 = 900 entries for a rule with two worst-case ranges. Ranges
+//!    met in practice are cheap: exact or any is 1 block, `0-1023` 1,
+//!    `1024-65535` 6, `8000-8999` 6. Two entries of one tuple with the same
+//!    key match the same packets, so only the better one is kept and every
+//!    probe is one exact hash find — no candidate lists. A large group
+//!    whose rules are so varied that its tuples outnumber a quarter of its
+//!    rules stays linear (a probe costs about 4 record checks).
+//!
+//! *Early stop.* The rules of a set are ranked: provider rules by priority,
+//! then customer rules by priority. Prefix lengths and nested tuples are
+//! probed in order of the best rank they hold, scans stop at the first
+//! match, and once a match beats the best rank of everything left the
+//! lookup ends. A nested tuple whose protocol, flags or port requirement
+//! the packet fails is skipped without hashing.
+//!
+//! **Complexity.** A lookup costs L probes for the L distinct prefix
+//! lengths of the set (L ≤ 33; real sets have 2 to 5), plus, for each
+//! prefix that exists, its group: at most 4 record checks, or at most T_g
+//! probes for a nested group with T_g tuples, or (when linear because too
+//! varied) at most 4·T_g record checks. T_g is bounded by the distinct
+//! port-block lengths × protocol/flag variants of the group, not by its
+//! rule count; realistic groups have 1 to 10. So the cost depends on the
+//! distinct *masks* in the set, not on the number N of rules: measured
+//! 15–20 ns for 1 to 1,000 rules. The worst case is a set whose rules use
+//! every prefix length, and under one prefix every combination of port
+//! block lengths and flag tests: a few hundred probes, still independent
+//! of N once the shapes are exhausted. Compile time and memory are
+//! O(N · E), E the range expansion factor of nested groups (1 without
+//! ranges, ≤ 900).
+//!
+//! **Memory per rule.** A linear rule is one 24-byte record; a nested rule
+//! is one 16-byte hash entry per expanded block plus its 8-byte verdict.
+//! Each distinct prefix adds a 16-byte group entry (hash table at most 7/8
+//! full, plus one control byte), each customer set a 128-byte bucket in
+//! the index. `memory_bytes` gives the real figure: about 70 bytes per rule
+//! for 1,000,000 rules in 100,000 services of 10 rules each.
+//!
+//! **No allocation, no locks per lookup.** The tables are immutable after
+//! [`AclTableBuilder::build`]; the control plane swaps a whole new table
+//! in, so a burst never sees half an update. [`AclTable::lookup_burst`]
+//! works in stages over up to [`BURST`] packets: hash every key, find every
+//! customer set and make its first prefix probe, then match, so the cache
+//! misses of different packets overlap.
+//!
+//! # IPv6
+//!
+//! Rules and packets are IPv4 now. [`SrcPrefix`] keeps the `{ addr, len }`
+//! shape; IPv6 turns it into an enum (`V4 { addr: u32, len }` /
+//! `V6 { addr: u128, len }`) and each set gets a second matcher for IPv6
+//! with a 128-bit masked source as its group key (the groups and their
+//! port tuples are unchanged). A packet is one family, so it probes only
+//! its family's prefixes and IPv4 keeps its 64-bit keys.
+
+mod tss;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+use hashbrown::HashTable;
+
+use tss::{fold, GroupPolicy, Hit, Matcher};
+
+pub use tss::Stats as MatchStats;
+
+/// What to do with a matching packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    Allow,
+    Deny,
+}
+
+/// The IP protocol a rule matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// Every protocol.
+    Any,
+    /// IP protocol 6.
+    Tcp,
+    /// IP protocol 17.
+    Udp,
+    /// IP protocol 1.
+    Icmp,
+}
+
+impl Protocol {
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+    pub const ICMP: u8 = 1;
+
+    /// The IP protocol number, None for [`Protocol::Any`].
+    pub const fn number(self) -> Option<u8> {
+        match self {
+            Protocol::Any => None,
+            Protocol::Tcp => Some(Self::TCP),
+            Protocol::Udp => Some(Self::UDP),
+            Protocol::Icmp => Some(Self::ICMP),
+        }
+    }
+}
+
+/// An inclusive port range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl PortRange {
+    /// Every port: `0..=65535`.
+    pub const ANY: PortRange = PortRange {
+        lo: 0,
+        hi: u16::MAX,
+    };
+
+    /// One port.
+    pub const fn exact(port: u16) -> PortRange {
+        PortRange { lo: port, hi: port }
+    }
+
+    #[inline]
+    pub const fn contains(self, port: u16) -> bool {
+        self.lo <= port && port <= self.hi
+    }
+}
+
+/// A TCP flag test: matches when `flags & mask == value`. Only TCP packets
+/// with their TCP header (`has_ports`) can match a rule that has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TcpFlagsMatch {
+    pub mask: u8,
+    pub value: u8,
+}
+
+impl TcpFlagsMatch {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK: u8 = 0x10;
+    pub const URG: u8 = 0x20;
+    pub const ECE: u8 = 0x40;
+    pub const CWR: u8 = 0x80;
+
+    /// A connection-opening segment: SYN set, ACK clear.
+    pub const OPENING: TcpFlagsMatch = TcpFlagsMatch {
+        mask: Self::SYN | Self::ACK,
+        value: Self::SYN,
+    };
+}
+
+/// A source prefix. IPv4 now; see the module doc for how IPv6 fits in (this
+/// becomes an enum of a V4 and a V6 prefix, the same `{ addr, len }` shape).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SrcPrefix {
+    /// Network address, host order; host bits must be zero.
+    pub addr: u32,
+    /// 0 (every address) to 32 (one host).
+    pub len: u8,
+}
+
+impl SrcPrefix {
+    /// Every address: `0.0.0.0/0`.
+    pub const ANY: SrcPrefix = SrcPrefix { addr: 0, len: 0 };
+
+    /// One host: `addr/32`.
+    pub const fn host(addr: u32) -> SrcPrefix {
+        SrcPrefix { addr, len: 32 }
+    }
+
+    /// The network mask (`len` leading ones); 0 for `/0`.
+    pub const fn mask(self) -> u32 {
+        if self.len == 0 {
+            0
+        } else if self.len >= 32 {
+            u32::MAX
+        } else {
+            u32::MAX << (32 - self.len)
+        }
+    }
+}
+
+/// One access rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rule {
+    /// The caller's identifier, returned on match (counters are indexed by
+    /// it).
+    pub id: u32,
+    /// Lower is evaluated first; unique within one rule list.
+    pub priority: u32,
+    pub src: SrcPrefix,
+    pub protocol: Protocol,
+    /// A packet without ports (ICMP, other protocols, non-first fragments)
+    /// matches a rule only if both its port ranges are [`PortRange::ANY`]
+    /// (and it has no TCP flag test).
+    pub dst_ports: PortRange,
+    pub src_ports: PortRange,
+    /// Only with protocol TCP or Any (which it then narrows to TCP).
+    pub tcp_flags: Option<TcpFlagsMatch>,
+    pub action: Action,
+}
+
+/// The fields of one packet the rules look at (ports 0 and `has_ports`
+/// false for ICMP and other packets without a transport header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PacketFields {
+    pub src: u32,
+    pub protocol: u8,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub has_ports: bool,
+    pub tcp_flags: u8,
+}
+
+/// The outcome of a lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub action: Action,
+    /// The matching rule's id; None when the default action applied.
+    pub rule: Option<u32>,
+}
+
+impl From<Hit> for Verdict {
+    #[inline(always)]
+    fn from(h: Hit) -> Verdict {
+        Verdict {
+            action: h.action,
+            rule: Some(h.id),
+        }
+    }
+}
+
+/// Which rule list a rule came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleList {
+    /// Provider rules; `iface` is known when the error comes from
+    /// [`AclTableBuilder::build`].
+    Provider { iface: Option<u16> },
+    /// Customer rules; `iface` and `service_ip` are known when the error
+    /// comes from [`AclTableBuilder::build`].
+    Customer {
+        iface: Option<u16>,
+        service_ip: Option<u32>,
+    },
+}
+
+/// Which port range of a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortField {
+    Dst,
+    Src,
+}
+
+/// What is wrong with one rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleProblem {
+    /// Another rule of the same list (`other_rule`) has this priority.
+    DuplicatePriority { priority: u32, other_rule: u32 },
+    /// The prefix length is above 32.
+    PrefixTooLong { len: u8 },
+    /// The address has bits set past the prefix length (not masked off
+    /// silently: the rule would not say what its author meant).
+    HostBitsSet { addr: u32, len: u8 },
+    /// `lo > hi`.
+    PortRangeReversed { field: PortField, lo: u16, hi: u16 },
+    /// A TCP flag test on a protocol other than TCP or Any.
+    TcpFlagsWithoutTcp { protocol: Protocol },
+    /// The flag value has bits outside the mask: the rule could never match.
+    TcpFlagsValueOutsideMask { mask: u8, value: u8 },
+    /// A port range on ICMP, which has no ports: the rule could never match.
+    PortsWithoutPorts { protocol: Protocol },
+}
+
+/// A rule set or table that cannot be compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AclError {
+    /// One rule is invalid.
+    Rule {
+        list: RuleList,
+        rule: u32,
+        problem: RuleProblem,
+    },
+    /// `add_provider` was called twice for one interface.
+    DuplicateProviderSet { iface: u16 },
+    /// `add_customer` was called twice for one (interface, service IP).
+    DuplicateCustomerSet { iface: u16, service_ip: u32 },
+}
+
+impl AclError {
+    /// The id of the offending rule, if the error is about one.
+    pub fn rule(&self) -> Option<u32> {
+        match self {
+            AclError::Rule { rule, .. } => Some(*rule),
+            _ => None,
+        }
+    }
+
+    fn with_location(self, iface: u16, service_ip: Option<u32>) -> AclError {
+        match self {
+            AclError::Rule {
+                list,
+                rule,
+                problem,
+            } => AclError::Rule {
+                list: match list {
+                    RuleList::Provider { .. } => RuleList::Provider { iface: Some(iface) },
+                    RuleList::Customer { .. } => RuleList::Customer {
+                        iface: Some(iface),
+                        service_ip,
+                    },
+                },
+                rule,
+                problem,
+            },
+            other => other,
+        }
+    }
+}
+
+fn ip(a: u32) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::from(a)
+}
+
+impl fmt::Display for RuleList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            RuleList::Provider { iface: None } => write!(f, "provider rules"),
+            RuleList::Provider { iface: Some(i) } => {
+                write!(f, "provider rules of interface {i}")
+            }
+            RuleList::Customer {
+                iface: Some(i),
+                service_ip: Some(s),
+            } => write!(f, "customer rules of service {} on interface {i}", ip(s)),
+            RuleList::Customer { .. } => write!(f, "customer rules"),
+        }
+    }
+}
+
+impl fmt::Display for AclError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            AclError::Rule {
+                list,
+                rule,
+                problem,
+            } => {
+                write!(f, "rule {rule} ({list}): ")?;
+                match problem {
+                    RuleProblem::DuplicatePriority {
+                        priority,
+                        other_rule,
+                    } => write!(
+                        f,
+                        "priority {priority} is also that of rule {other_rule}; \
+                         priorities must be unique so the first match is unambiguous"
+                    ),
+                    RuleProblem::PrefixTooLong { len } => {
+                        write!(f, "prefix length {len} is above 32")
+                    }
+                    RuleProblem::HostBitsSet { addr, len } => write!(
+                        f,
+                        "source {}/{len} has host bits set (did you mean {}/{len}?)",
+                        ip(addr),
+                        ip(addr & SrcPrefix { addr, len }.mask())
+                    ),
+                    RuleProblem::PortRangeReversed { field, lo, hi } => write!(
+                        f,
+                        "{} port range {lo}-{hi} is upside down (lo > hi)",
+                        match field {
+                            PortField::Dst => "destination",
+                            PortField::Src => "source",
+                        }
+                    ),
+                    RuleProblem::TcpFlagsWithoutTcp { protocol } => {
+                        write!(f, "TCP flags need protocol TCP (or any), not {protocol:?}")
+                    }
+                    RuleProblem::TcpFlagsValueOutsideMask { mask, value } => write!(
+                        f,
+                        "TCP flag value {value:#04x} has bits outside mask {mask:#04x}; \
+                         the rule could never match"
+                    ),
+                    RuleProblem::PortsWithoutPorts { protocol } => write!(
+                        f,
+                        "{protocol:?} has no ports, so a port range means the rule \
+                         could never match"
+                    ),
+                }
+            }
+            AclError::DuplicateProviderSet { iface } => {
+                write!(f, "interface {iface} has provider rules twice")
+            }
+            AclError::DuplicateCustomerSet { iface, service_ip } => write!(
+                f,
+                "service {} on interface {iface} has customer rules twice",
+                ip(service_ip)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AclError {}
+
+/// Checks one list and returns it sorted by priority.
+fn validate(rules: &[Rule], list: RuleList) -> Result<Vec<&Rule>, AclError> {
+    let bad = |r: &Rule, problem| AclError::Rule {
+        list,
+        rule: r.id,
+        problem,
+    };
+    for r in rules {
+        if r.src.len > 32 {
+            return Err(bad(r, RuleProblem::PrefixTooLong { len: r.src.len }));
+        }
+        if r.src.addr & !r.src.mask() != 0 {
+            return Err(bad(
+                r,
+                RuleProblem::HostBitsSet {
+                    addr: r.src.addr,
+                    len: r.src.len,
+                },
+            ));
+        }
+        for (field, pr) in [(PortField::Dst, r.dst_ports), (PortField::Src, r.src_ports)] {
+            if pr.lo > pr.hi {
+                return Err(bad(
+                    r,
+                    RuleProblem::PortRangeReversed {
+                        field,
+                        lo: pr.lo,
+                        hi: pr.hi,
+                    },
+                ));
+            }
+        }
+        if r.protocol == Protocol::Icmp
+            && (r.dst_ports != PortRange::ANY || r.src_ports != PortRange::ANY)
+        {
+            return Err(bad(
+                r,
+                RuleProblem::PortsWithoutPorts {
+                    protocol: r.protocol,
+                },
+            ));
+        }
+        if let Some(fl) = r.tcp_flags {
+            if !matches!(r.protocol, Protocol::Tcp | Protocol::Any) {
+                return Err(bad(
+                    r,
+                    RuleProblem::TcpFlagsWithoutTcp {
+                        protocol: r.protocol,
+                    },
+                ));
+            }
+            if fl.value & !fl.mask != 0 {
+                return Err(bad(
+                    r,
+                    RuleProblem::TcpFlagsValueOutsideMask {
+                        mask: fl.mask,
+                        value: fl.value,
+                    },
+                ));
+            }
+        }
+    }
+    let mut sorted: Vec<&Rule> = rules.iter().collect();
+    // Stable: of two rules with one priority, the later one is reported.
+    sorted.sort_by_key(|r| r.priority);
+    for w in sorted.windows(2) {
+        if w[0].priority == w[1].priority {
+            return Err(bad(
+                w[1],
+                RuleProblem::DuplicatePriority {
+                    priority: w[1].priority,
+                    other_rule: w[0].id,
+                },
+            ));
+        }
+    }
+    Ok(sorted)
+}
+
+/// One compiled, immutable rule set: provider rules (all first, by
+/// priority), then customer rules (by priority), then the default action.
+#[derive(Debug, Clone)]
+#[repr(C)]
+pub struct RuleSet {
+    matcher: Matcher,
+    rules: u32,
+    default: Action,
+}
+
+const _: () = assert!(std::mem::size_of::<RuleSet>() <= 120);
+
+impl RuleSet {
+    /// Validates and compiles the two lists. Errors name the rule id.
+    pub fn compile(
+        provider: &[Rule],
+        customer: &[Rule],
+        default: Action,
+    ) -> Result<RuleSet, AclError> {
+        Self::compile_with(provider, customer, default, GroupPolicy::Auto)
+    }
+
+    fn compile_with(
+        provider: &[Rule],
+        customer: &[Rule],
+        default: Action,
+        policy: GroupPolicy,
+    ) -> Result<RuleSet, AclError> {
+        let p = validate(provider, RuleList::Provider { iface: None })?;
+        let c = validate(
+            customer,
+            RuleList::Customer {
+                iface: None,
+                service_ip: None,
+            },
+        )?;
+        let rules = (p.len() + c.len()) as u32;
+        Ok(RuleSet {
+            matcher: Matcher::new(p.into_iter().chain(c), policy),
+            rules,
+            default,
+        })
+    }
+
+    /// The first matching rule's action and id, or the default action.
+    #[inline]
+    pub fn lookup(&self, p: &PacketFields) -> Verdict {
+        match self.matcher.find(p) {
+            Some(h) => h.into(),
+            None => self.default_verdict(),
+        }
+    }
+
+    #[inline(always)]
+    fn default_verdict(&self) -> Verdict {
+        Verdict {
+            action: self.default,
+            rule: None,
+        }
+    }
+
+    /// The default action.
+    pub fn default_action(&self) -> Action {
+        self.default
+    }
+
+    /// The number of rules.
+    pub fn len(&self) -> usize {
+        self.rules as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How the set was compiled: prefix lengths, groups, nested groups,
+    /// the most hash probes a lookup can make.
+    pub fn stats(&self) -> MatchStats {
+        self.matcher.stats()
+    }
+
+    /// Approximate bytes held, heap and the struct itself.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.matcher.heap_bytes()
+    }
+}
+
+/// One interface's ACL state.
+#[derive(Debug, Clone)]
+struct IfaceAcl {
+    /// Whether the interface has any ACL at all.
+    active: bool,
+    /// Provider rules and the interface default (Allow when only customer
+    /// rules were given).
+    provider: RuleSet,
+}
+
+/// A customer set in the index, stored inline in its bucket so finding
+/// it also brings in its header: `key = iface << 32 | service_ip`.
+#[derive(Debug, Clone)]
+#[repr(C, align(64))]
+struct CustomerSet {
+    key: u64,
+    set: RuleSet,
+}
+
+// Two cache lines per bucket, aligned: finding the set brings its header.
+const _: () = assert!(std::mem::size_of::<CustomerSet>() == 128);
+
+/// Packets per burst stage in [`AclTable::lookup_burst`] (stack scratch).
+pub const BURST: usize = 32;
+
+const INDEX_MUL: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// All rule sets of all interfaces.
+#[derive(Debug, Clone)]
+pub struct AclTable {
+    /// Indexed by interface; shorter than the highest interface index when
+    /// the later ones have no ACL.
+    ifaces: Box<[IfaceAcl]>,
+    index: HashTable<CustomerSet>,
+    seed: u64,
+}
+
+#[inline(always)]
+fn index_key(iface: u16, service_ip: u32) -> u64 {
+    ((iface as u64) << 32) | service_ip as u64
+}
+
+impl AclTable {
+    pub fn builder() -> AclTableBuilder {
+        AclTableBuilder::default()
+    }
+
+    /// An empty table: no interface has an ACL.
+    pub fn empty() -> AclTable {
+        AclTable {
+            ifaces: Box::new([]),
+            index: HashTable::new(),
+            seed: 0,
+        }
+    }
+
+    /// Whether the interface has an ACL; when not, every packet is allowed
+    /// and [`AclTable::lookup`] returns None.
+    #[inline]
+    pub fn has_rules(&self, iface: u16) -> bool {
+        self.ifaces.get(iface as usize).is_some_and(|i| i.active)
+    }
+
+    #[inline(always)]
+    fn iface(&self, iface: u16) -> Option<&IfaceAcl> {
+        self.ifaces.get(iface as usize).filter(|i| i.active)
+    }
+
+    #[inline(always)]
+    fn index_hash(&self, key: u64) -> u64 {
+        fold(key ^ self.seed, INDEX_MUL)
+    }
+
+    #[inline(always)]
+    fn find_set(&self, hash: u64, key: u64) -> Option<&RuleSet> {
+        self.index.find(hash, |e| e.key == key).map(|e| &e.set)
+    }
+
+    /// The verdict for a packet to `service_ip` arriving on `iface`: the
+    /// interface's provider rules, then the service's customer rules and
+    /// default, or the interface default when the service has no customer
+    /// rules. None when the interface has no ACL (allowed).
+    #[inline]
+    pub fn lookup(&self, iface: u16, service_ip: u32, p: &PacketFields) -> Option<Verdict> {
+        let ia = self.iface(iface)?;
+        if let Some(h) = ia.provider.matcher.find(p) {
+            return Some(h.into());
+        }
+        let key = index_key(iface, service_ip);
+        Some(match self.find_set(self.index_hash(key), key) {
+            Some(set) => set.lookup(p),
+            None => ia.provider.default_verdict(),
+        })
+    }
+
+    /// [`AclTable::lookup`] for a burst of `(service IP, packet)` arriving
+    /// on one interface; `out[i]` gets the verdict of `keys[i]`. Works in
+    /// stages of [`BURST`] packets: hashes, then customer-set finds and
+    /// each set's first prefix probe, then matching, so the cache misses of
+    /// different packets overlap (the pure-Rust stand-in for a prefetch).
+    /// No allocation: the scratch arrays are on the stack.
+    ///
+    /// Panics if `out` is shorter than `keys`.
+    #[inline]
+    pub fn lookup_burst(
+        &self,
+        iface: u16,
+        keys: &[(u32, PacketFields)],
+        out: &mut [Option<Verdict>],
+    ) {
+        assert!(
+            out.len() >= keys.len(),
+            "lookup_burst: out is shorter than keys"
+        );
+        let out = &mut out[..keys.len()];
+        let Some(ia) = self.iface(iface) else {
+            out.fill(None);
+            return;
+        };
+        for (kc, oc) in keys.chunks(BURST).zip(out.chunks_mut(BURST)) {
+            let mut hashes = [0u64; BURST];
+            for (h, k) in hashes.iter_mut().zip(kc) {
+                *h = self.index_hash(index_key(iface, k.0));
+            }
+            let mut sets: [Option<&RuleSet>; BURST] = [None; BURST];
+            let mut touched = 0u32;
+            for ((s, h), k) in sets.iter_mut().zip(&hashes).zip(kc) {
+                *s = self.find_set(*h, index_key(iface, k.0));
+                if let Some(set) = s {
+                    touched += set.matcher.touch(&k.1) as u32;
+                }
+            }
+            std::hint::black_box(touched);
+            for ((o, s), k) in oc.iter_mut().zip(&sets).zip(kc) {
+                let p = &k.1;
+                *o = Some(match ia.provider.matcher.find(p) {
+                    Some(h) => h.into(),
+                    None => match s {
+                        Some(set) => set.lookup(p),
+                        None => ia.provider.default_verdict(),
+                    },
+                });
+            }
+        }
+    }
+
+    /// The number of rules, provider and customer.
+    pub fn len(&self) -> usize {
+        self.ifaces.iter().map(|i| i.provider.len()).sum::<usize>()
+            + self.index.iter().map(|c| c.set.len()).sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The number of customer sets.
+    pub fn customer_sets(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Approximate bytes held: every set, the index and the table itself.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self
+                .ifaces
+                .iter()
+                .map(|i| i.provider.memory_bytes())
+                .sum::<usize>()
+            + self.index.allocation_size()
+            + self
+                .index
+                .iter()
+                .map(|c| c.set.matcher.heap_bytes())
+                .sum::<usize>()
+    }
+}
+
+impl Default for AclTable {
+    fn default() -> AclTable {
+        AclTable::empty()
+    }
+}
+
+/// Collects rule lists; [`AclTableBuilder::build`] validates and compiles
+/// them.
+#[derive(Debug, Default, Clone)]
+pub struct AclTableBuilder {
+    providers: Vec<(u16, Vec<Rule>, Action)>,
+    customers: Vec<(u16, u32, Vec<Rule>, Action)>,
+}
+
+impl AclTableBuilder {
+    /// The provider rules of `iface` (evaluated before any customer rule of
+    /// that interface) and the interface default, used for services
+    /// without customer rules. An interface with only customer rules gets
+    /// an empty provider list and default Allow.
+    pub fn add_provider(&mut self, iface: u16, rules: Vec<Rule>, default: Action) -> &mut Self {
+        self.providers.push((iface, rules, default));
+        self
+    }
+
+    /// The customer rules of one service on `iface`, and its default.
+    pub fn add_customer(
+        &mut self,
+        iface: u16,
+        service_ip: u32,
+        rules: Vec<Rule>,
+        default: Action,
+    ) -> &mut Self {
+        self.customers.push((iface, service_ip, rules, default));
+        self
+    }
+
+    /// Validates and compiles every list. Errors name the rule id, its
+    /// interface and service.
+    pub fn build(&self) -> Result<AclTable, AclError> {
+        let n_ifaces = self
+            .providers
+            .iter()
+            .map(|p| p.0)
+            .chain(self.customers.iter().map(|c| c.0))
+            .max()
+            .map_or(0, |m| m as usize + 1);
+        let empty = RuleSet::compile(&[], &[], Action::Allow)?;
+        let mut ifaces = vec![
+            IfaceAcl {
+                active: false,
+                provider: empty,
+            };
+            n_ifaces
+        ];
+        let mut seen_provider = vec![false; n_ifaces];
+        for (iface, rules, default) in &self.providers {
+            let i = *iface as usize;
+            if std::mem::replace(&mut seen_provider[i], true) {
+                return Err(AclError::DuplicateProviderSet { iface: *iface });
+            }
+            let set = RuleSet::compile(rules, &[], *default)
+                .map_err(|e| e.with_location(*iface, None))?;
+            ifaces[i] = IfaceAcl {
+                active: true,
+                provider: set,
+            };
+        }
+
+        let seed = tss::random_seed();
+        let mut index: HashTable<CustomerSet> = HashTable::with_capacity(self.customers.len());
+        let hash = |key: u64| fold(key ^ seed, INDEX_MUL);
+        for (iface, service_ip, rules, default) in &self.customers {
+            let key = index_key(*iface, *service_ip);
+            if index.find(hash(key), |e| e.key == key).is_some() {
+                return Err(AclError::DuplicateCustomerSet {
+                    iface: *iface,
+                    service_ip: *service_ip,
+                });
+            }
+            let set = RuleSet::compile(&[], rules, *default)
+                .map_err(|e| e.with_location(*iface, Some(*service_ip)))?;
+            index.insert_unique(hash(key), CustomerSet { key, set }, |e| hash(e.key));
+            ifaces[*iface as usize].active = true;
+        }
+        Ok(AclTable {
+            ifaces: ifaces.into_boxed_slice(),
+            index,
+            seed,
+        })
+    }
+}
