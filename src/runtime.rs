@@ -17,7 +17,8 @@ use tracing::{error, info, warn};
 
 use crate::control::config::Config;
 use crate::control::services;
-use crate::datapath::counters::{Counters, DropReason};
+use crate::control::services::CompiledAclInfo;
+use crate::datapath::counters::{Counters, DropReason, Sizes};
 use crate::datapath::dpdk::{self, Eal, LinkStatus, Mempool, Port, PortSetup, PortStats};
 use crate::datapath::packet::MacAddr;
 use crate::datapath::pipeline::{Datapath, Interface};
@@ -98,6 +99,41 @@ pub struct DeviceStats {
     pub bytes_from: u64,
 }
 
+/// What one ACL rule decided.
+#[derive(Debug, Serialize)]
+pub struct AclRuleStats {
+    pub id: u32,
+    pub interface: String,
+    /// None: a provider rule.
+    pub service: Option<String>,
+    pub priority: u32,
+    pub action: &'static str,
+    /// The single client host the rule names (/32), if it does.
+    pub client: Option<Ipv4Addr>,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// What a rule set's default action decided.
+#[derive(Debug, Serialize)]
+pub struct AclDefaultStats {
+    pub interface: String,
+    pub service: Option<String>,
+    pub action: &'static str,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// A single client host's traffic, as decided by the rules that name it.
+#[derive(Debug, Serialize)]
+pub struct AclClientStats {
+    pub interface: String,
+    pub service: Option<String>,
+    pub client: Ipv4Addr,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct WorkerStats {
     pub lcore: u32,
@@ -120,10 +156,70 @@ pub struct Stats {
     pub workers: Vec<WorkerStats>,
     pub services: Vec<ServiceStats>,
     pub devices: Vec<DeviceStats>,
+    pub acl_rules: Vec<AclRuleStats>,
+    pub acl_defaults: Vec<AclDefaultStats>,
+    pub acl_clients: Vec<AclClientStats>,
     pub drops: std::collections::BTreeMap<&'static str, u64>,
 }
 
-fn collect_stats(config: &Config, ports: &[Port], tables: &Tables, counters: &Counters) -> Stats {
+fn collect_stats(
+    config: &Config,
+    ports: &[Port],
+    tables: &Tables,
+    acl: &CompiledAclInfo,
+    counters: &Counters,
+) -> Stats {
+    let acl_rules: Vec<AclRuleStats> = acl
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| AclRuleStats {
+            id: i as u32,
+            interface: r.interface.clone(),
+            service: r.service.clone(),
+            priority: r.priority,
+            action: r.action,
+            client: r.client,
+            packets: counters.sum(|w| w.acl_rules[i].packets.get()),
+            bytes: counters.sum(|w| w.acl_rules[i].bytes.get()),
+        })
+        .collect();
+    let acl_defaults = acl
+        .defaults
+        .iter()
+        .enumerate()
+        .map(|(i, (interface, service, action))| AclDefaultStats {
+            interface: interface.clone(),
+            service: service.clone(),
+            action,
+            packets: counters.sum(|w| w.acl_defaults[i].packets.get()),
+            bytes: counters.sum(|w| w.acl_defaults[i].bytes.get()),
+        })
+        .collect();
+    // Per client: what the rules naming that single host decided.
+    let mut clients: std::collections::BTreeMap<(String, Option<String>, Ipv4Addr), (u64, u64)> =
+        Default::default();
+    for r in &acl_rules {
+        if let Some(c) = r.client {
+            let e = clients
+                .entry((r.interface.clone(), r.service.clone(), c))
+                .or_default();
+            e.0 += r.packets;
+            e.1 += r.bytes;
+        }
+    }
+    let acl_clients = clients
+        .into_iter()
+        .map(
+            |((interface, service, client), (packets, bytes))| AclClientStats {
+                interface,
+                service,
+                client,
+                packets,
+                bytes,
+            },
+        )
+        .collect();
     let services = tables
         .ports
         .iter()
@@ -196,6 +292,9 @@ fn collect_stats(config: &Config, ports: &[Port], tables: &Tables, counters: &Co
         workers,
         services,
         devices,
+        acl_rules,
+        acl_defaults,
+        acl_clients,
         drops,
     }
 }
@@ -339,7 +438,7 @@ fn run_with_eal(
     }
 
     let datapath = Arc::new(Datapath::new(interfaces));
-    let tables = services::compile(config, 1).map_err(|e| {
+    let compiled = services::compile_all(config, 1).map_err(|e| {
         RunError::Io(format!(
             "{} = {}: {}",
             e.key,
@@ -347,6 +446,8 @@ fn run_with_eal(
             e.message
         ))
     })?;
+    let acl_info = compiled.acls;
+    let tables = compiled.tables;
     info!(
         service_ports = tables.ports.len(),
         devices = tables.devices.len(),
@@ -356,8 +457,12 @@ fn run_with_eal(
     );
     let counters = Arc::new(Counters::new(
         nworkers,
-        tables.ports.len(),
-        tables.devices.len(),
+        Sizes {
+            service_ports: tables.ports.len(),
+            devices: tables.devices.len(),
+            acl_rules: acl_info.rules.len(),
+            acl_defaults: acl_info.defaults.len(),
+        },
     ));
     let published = Arc::new(Published::new(tables, nworkers));
 
@@ -414,7 +519,7 @@ fn run_with_eal(
             warn!(lcore, rc, "worker returned an error");
         }
     }
-    let stats = collect_stats(config, &ports, &published.load(0), &counters);
+    let stats = collect_stats(config, &ports, &published.load(0), &acl_info, &counters);
     for p in ports {
         let name = p.name().to_string();
         if let Err(e) = p.close() {

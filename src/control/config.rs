@@ -61,7 +61,8 @@ use std::str::FromStr;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::services::{compile, ClientConfig, DeviceConfig, ServiceConfig};
+use super::acls::AclConfig;
+use super::services::{compile_all, ClientConfig, DeviceConfig, ServiceConfig};
 use crate::datapath::packet::MacAddr;
 
 /// Default EAL memory in MB (`-m`).
@@ -109,6 +110,9 @@ pub struct Config {
     /// `[[service]]` sections.
     #[serde(rename = "service", default)]
     pub services: Vec<ServiceConfig>,
+    /// `[[acl]]` sections.
+    #[serde(rename = "acl", default)]
+    pub acls: Vec<AclConfig>,
 }
 
 /// `[eal]`: what `rte_eal_init` gets.
@@ -724,10 +728,14 @@ impl Config {
 
     /// Compiles services and devices once, to catch what only the compiler sees.
     fn check_services(&self, _cpus: &[u32]) -> Result<(), Invalid> {
-        if self.client.is_none() && self.devices.is_empty() && self.services.is_empty() {
+        if self.client.is_none()
+            && self.devices.is_empty()
+            && self.services.is_empty()
+            && self.acls.is_empty()
+        {
             return Ok(());
         }
-        compile(self, 0).map(|_| ()).map_err(|e| Invalid {
+        compile_all(self, 0).map(|_| ()).map_err(|e| Invalid {
             key: e.key,
             value: e.value,
             message: e.message,

@@ -1,5 +1,6 @@
 //! The control plane: the configuration file (typed, validated once, checkable
 //! with `--check-config`), and later the REST API and metrics.
 
+pub mod acls;
 pub mod config;
 pub mod services;

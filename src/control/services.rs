@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use super::acls::RuleInfo;
 use super::config::{de_ipv4, de_opt_ipv4, de_opt_mac, Config};
 use crate::datapath::neighbor::{NeighborKey, Neighbors};
 use crate::datapath::packet::{IpProtocol, MacAddr};
@@ -153,6 +154,44 @@ fn check_vlan(key: String, vlan: Option<u16>) -> Result<(), CompileError> {
         Some(v) if !(1..=4094).contains(&v) => Err(err(key, v, "a VLAN id must be 1-4094")),
         _ => Ok(()),
     }
+}
+
+/// Everything one config version compiles to.
+pub struct Compiled {
+    pub tables: Tables,
+    pub acls: CompiledAclInfo,
+}
+
+/// What ACL rule ids and default slots mean (for counters).
+#[derive(Debug, Clone, Default)]
+pub struct CompiledAclInfo {
+    pub rules: Vec<RuleInfo>,
+    /// (interface, service name or None for provider rules, default action).
+    pub defaults: Vec<(String, Option<String>, &'static str)>,
+}
+
+/// Compiles services, devices and ACLs into version `version` of the tables.
+pub fn compile_all(config: &Config, version: u64) -> Result<Compiled, CompileError> {
+    let tables = compile(config, version)?;
+    if config.acls.is_empty() {
+        return Ok(Compiled {
+            tables,
+            acls: CompiledAclInfo::default(),
+        });
+    }
+    let acls = super::acls::compile(config)?;
+    let defaults = acls
+        .default_index
+        .iter()
+        .map(|(&k, &slot)| (k, slot as u32))
+        .collect::<Vec<_>>();
+    Ok(Compiled {
+        tables: tables.with_acl(acls.table, defaults),
+        acls: CompiledAclInfo {
+            rules: acls.rules,
+            defaults: acls.defaults,
+        },
+    })
 }
 
 /// Compiles the config's client side, devices and services into version

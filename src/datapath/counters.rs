@@ -81,6 +81,8 @@ drop_reasons! {
     NoArpEntry => "no_arp_entry",
     /// No mbuf for a copy to a passive device or an ARP request.
     NoMbuf => "no_mbuf",
+    /// Denied by the interface's ACL.
+    AclDeny => "acl_deny",
     /// The tx queue was full; the packet was freed unsent.
     TxFull => "tx_full",
 }
@@ -106,6 +108,26 @@ pub struct WorkerCounters {
     pub services: Box<[ServiceCounters]>,
     /// Per device (device id).
     pub devices: Box<[DeviceCounters]>,
+    /// Per ACL rule (rule id): packets and bytes it decided.
+    pub acl_rules: Box<[HitCounters]>,
+    /// Per ACL default action (default slot).
+    pub acl_defaults: Box<[HitCounters]>,
+}
+
+/// Packets and bytes an ACL entry decided.
+#[derive(Default)]
+pub struct HitCounters {
+    pub packets: Counter,
+    pub bytes: Counter,
+}
+
+/// How many of each counted thing a worker needs room for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sizes {
+    pub service_ports: usize,
+    pub devices: usize,
+    pub acl_rules: usize,
+    pub acl_defaults: usize,
 }
 
 /// What a service port is billed on: frames and bytes from and to the client side.
@@ -127,12 +149,20 @@ pub struct DeviceCounters {
 }
 
 impl WorkerCounters {
-    pub fn new(service_ports: usize, devices: usize) -> Self {
+    pub fn new(sizes: Sizes) -> Self {
         WorkerCounters {
-            services: (0..service_ports)
+            services: (0..sizes.service_ports)
                 .map(|_| ServiceCounters::default())
                 .collect(),
-            devices: (0..devices).map(|_| DeviceCounters::default()).collect(),
+            devices: (0..sizes.devices)
+                .map(|_| DeviceCounters::default())
+                .collect(),
+            acl_rules: (0..sizes.acl_rules)
+                .map(|_| HitCounters::default())
+                .collect(),
+            acl_defaults: (0..sizes.acl_defaults)
+                .map(|_| HitCounters::default())
+                .collect(),
             ..Default::default()
         }
     }
@@ -153,12 +183,11 @@ pub struct Counters {
 }
 
 impl Counters {
-    /// Counters for `workers` workers, each with room for `service_ports`
-    /// service ports and `devices` devices.
-    pub fn new(workers: usize, service_ports: usize, devices: usize) -> Self {
+    /// Counters for `workers` workers, each with room for `sizes`.
+    pub fn new(workers: usize, sizes: Sizes) -> Self {
         Counters {
             workers: (0..workers)
-                .map(|_| CachePadded::new(WorkerCounters::new(service_ports, devices)))
+                .map(|_| CachePadded::new(WorkerCounters::new(sizes)))
                 .collect(),
         }
     }
@@ -198,7 +227,14 @@ mod tests {
 
     #[test]
     fn sums_across_workers() {
-        let c = Counters::new(3, 2, 1);
+        let c = Counters::new(
+            3,
+            Sizes {
+                service_ports: 2,
+                devices: 1,
+                ..Sizes::default()
+            },
+        );
         c.worker(0).drop(DropReason::NoService, 2);
         c.worker(2).drop(DropReason::NoService, 5);
         c.worker(1).drop(DropReason::Truncated, 1);

@@ -22,6 +22,7 @@ use super::packet::tcp::TcpPacket;
 use super::packet::udp::UdpPacket;
 use super::packet::{Error as PacketError, EtherType, IpProtocol, MacAddr};
 use super::tables::{Copies, DeviceId, DeviceMode, Leg, NextMac, ServicePort, Tables};
+use crate::acl::{Action, PacketFields};
 
 /// What happens to one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +34,8 @@ pub enum Verdict {
     Bounce { iface: u16 },
     /// Used up by seqd itself (an ARP reply it learnt from).
     Consumed,
+    /// Denied by the interface's ACL (dropped as `acl_deny`).
+    Denied(AclHit),
     /// Free it and count it under `reason`.
     Drop(DropReason),
 }
@@ -46,6 +49,17 @@ pub enum Count {
     Out(u32),
     /// Between hops.
     Transit,
+}
+
+/// Which ACL entry decided a packet, for its counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AclHit {
+    /// The interface has no ACL.
+    None,
+    /// A rule (its id).
+    Rule(u32),
+    /// A rule set's default action (its default slot).
+    Default(u32),
 }
 
 /// A steering decision.
@@ -64,6 +78,8 @@ pub struct Steer {
     /// Copy what arrived (return traffic from a hop) rather than what is sent.
     pub copies_before_rewrite: bool,
     pub count: Count,
+    /// The ACL entry that allowed it.
+    pub acl: AclHit,
 }
 
 /// L3/L4 fields to change; None leaves a field as it is.
@@ -109,6 +125,8 @@ pub struct Ipv4Key {
     pub ports: Option<(u16, u16)>,
     /// A non-first fragment.
     pub later_fragment: bool,
+    /// TCP flags (0 for other protocols).
+    pub tcp_flags: u8,
 }
 
 /// Parses and validates the IPv4 packet and its TCP/UDP header.
@@ -117,12 +135,14 @@ pub fn ipv4_key(l3: &[u8]) -> Result<Ipv4Key, DropReason> {
     let ip = Ipv4Packet::new_checked(l3)?;
     let protocol = ip.protocol();
     let later_fragment = ip.frag_offset() != 0;
+    let mut tcp_flags = 0;
     let ports = if later_fragment {
         None
     } else {
         match protocol {
             IpProtocol::Tcp => {
                 let t = TcpPacket::new_checked(ip.payload())?;
+                tcp_flags = t.flags().bits();
                 Some((t.src_port(), t.dst_port()))
             }
             // A first fragment holds only part of the datagram its UDP length
@@ -147,6 +167,7 @@ pub fn ipv4_key(l3: &[u8]) -> Result<Ipv4Key, DropReason> {
         protocol,
         ports,
         later_fragment,
+        tcp_flags,
     })
 }
 
@@ -326,7 +347,14 @@ impl Datapath {
                 if sender.is_none() && !from_client && t.client.is_some() {
                     return Err(DropReason::SourceNotVerified);
                 }
-                steer(t, key, sender, from_client, l2.l3_offset as u8).map(Verdict::Steer)
+                // The interface's ACL, before the packet is steered.
+                let acl = match acl_check(t, in_iface, &key) {
+                    Ok(hit) => hit,
+                    Err(hit) => return Ok(Verdict::Denied(hit)),
+                };
+                let mut s = steer(t, key, sender, from_client, l2.l3_offset as u8)?;
+                s.acl = acl;
+                Ok(Verdict::Steer(s))
             }
             _ => Err(DropReason::UnsupportedEthertype),
         }
@@ -386,6 +414,40 @@ impl Datapath {
             _ if learnt => Ok(Verdict::Consumed),
             _ => Err(DropReason::ArpIgnored),
         }
+    }
+}
+
+/// Checks the interface's ACL: Ok with the entry that allowed the packet,
+/// Err with the one that denied it. The service IP is the destination.
+#[inline]
+fn acl_check(t: &Tables, iface: u16, key: &Ipv4Key) -> Result<AclHit, AclHit> {
+    let Some(acl) = t.acl() else {
+        return Ok(AclHit::None);
+    };
+    if !acl.has_rules(iface) {
+        return Ok(AclHit::None);
+    }
+    let (src_port, dst_port) = key.ports.unwrap_or((0, 0));
+    let fields = PacketFields {
+        src: u32::from(key.src),
+        protocol: u8::from(key.protocol),
+        src_port,
+        dst_port,
+        has_ports: key.ports.is_some(),
+        tcp_flags: key.tcp_flags,
+    };
+    let Some(v) = acl.lookup(iface, u32::from(key.dst), &fields) else {
+        return Ok(AclHit::None);
+    };
+    let hit = match v.rule {
+        Some(id) => AclHit::Rule(id),
+        None => t
+            .acl_default_slot(iface, key.dst)
+            .map_or(AclHit::None, AclHit::Default),
+    };
+    match v.action {
+        Action::Allow => Ok(hit),
+        Action::Deny => Err(hit),
     }
 }
 
@@ -467,6 +529,7 @@ fn steer(
             copies: p.hops[k].copies,
             copies_before_rewrite: true,
             count,
+            acl: AclHit::None,
         });
     }
     Err(DropReason::NoService)
@@ -506,6 +569,7 @@ fn to_hop(
         copies: hop.copies,
         copies_before_rewrite: false,
         count,
+        acl: AclHit::None,
     }
 }
 

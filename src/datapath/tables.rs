@@ -19,6 +19,7 @@ use hashbrown::{HashMap, HashSet};
 
 use super::neighbor::Neighbors;
 use super::packet::{IpProtocol, MacAddr};
+use crate::acl::AclTable;
 
 pub type DeviceId = u16;
 
@@ -220,6 +221,9 @@ pub struct Tables {
     device_segments: HashSet<u32>,
     device_by_ip: HashMap<u32, DeviceId>,
     service_ips: HashSet<u32>,
+    acl: Option<Arc<AclTable>>,
+    /// (interface, service IP or 0 for the provider set) -> default slot.
+    acl_defaults: HashMap<u64, u32>,
 }
 
 impl Tables {
@@ -247,6 +251,8 @@ impl Tables {
             device_segments: HashSet::new(),
             device_by_ip: HashMap::new(),
             service_ips: HashSet::new(),
+            acl: None,
+            acl_defaults: HashMap::new(),
         };
         for (id, d) in t.devices.iter().enumerate() {
             for leg in [d.client_leg, d.server_leg] {
@@ -425,6 +431,35 @@ impl Tables {
         self.service_ips.contains(&u32::from(ip))
     }
 
+    /// Adds the ACLs: `defaults` gives each rule set's default-action slot,
+    /// by (interface, service IP; None for the interface's provider set).
+    pub fn with_acl(
+        mut self,
+        acl: AclTable,
+        defaults: impl IntoIterator<Item = ((u16, Option<Ipv4Addr>), u32)>,
+    ) -> Tables {
+        self.acl = Some(Arc::new(acl));
+        self.acl_defaults = defaults
+            .into_iter()
+            .map(|((iface, ip), slot)| (acl_default_key(iface, ip), slot))
+            .collect();
+        self
+    }
+
+    #[inline(always)]
+    pub fn acl(&self) -> Option<&AclTable> {
+        self.acl.as_deref()
+    }
+
+    /// The default-action slot that decided a packet to `dst` on `iface`:
+    /// the service's own set, else the interface's provider set.
+    pub fn acl_default_slot(&self, iface: u16, dst: Ipv4Addr) -> Option<u32> {
+        self.acl_defaults
+            .get(&acl_default_key(iface, Some(dst)))
+            .or_else(|| self.acl_defaults.get(&acl_default_key(iface, None)))
+            .copied()
+    }
+
     /// The destination MAC of a leg, if known.
     #[inline]
     pub fn resolve(&self, mac: NextMac) -> Option<MacAddr> {
@@ -433,6 +468,10 @@ impl Tables {
             NextMac::Neighbor(slot) => self.neighbors.mac(slot),
         }
     }
+}
+
+fn acl_default_key(iface: u16, ip: Option<Ipv4Addr>) -> u64 {
+    (iface as u64) << 33 | ip.map_or(1 << 32, |a| u32::from(a) as u64)
 }
 
 fn push_range(map: &mut HashMap<u64, Box<[PortRange]>>, key: u64, r: PortRange) {

@@ -16,7 +16,7 @@ use super::counters::{Counters, DropReason, WorkerCounters};
 use super::dpdk::{self, Burst, Mbuf, Mempool, RxQueue, TxQueue, MAX_BURST};
 use super::neighbor::Due;
 use super::packet::{EtherType, MacAddr};
-use super::pipeline::{self, Count, Datapath, Steer, Verdict};
+use super::pipeline::{self, AclHit, Count, Datapath, Steer, Verdict};
 use super::tables::{DeviceId, Leg, NextMac, Published, Tables};
 
 /// Longest a packet waits in a tx buffer that is not full.
@@ -75,6 +75,19 @@ struct Held {
     to_device: Option<DeviceId>,
     count: Count,
     since: u64,
+}
+
+#[inline(always)]
+fn count_acl(c: &WorkerCounters, hit: AclHit, len: u64) {
+    let h = match hit {
+        AclHit::None => return,
+        AclHit::Rule(id) => c.acl_rules.get(id as usize),
+        AclHit::Default(slot) => c.acl_defaults.get(slot as usize),
+    };
+    if let Some(h) = h {
+        h.packets.add(1);
+        h.bytes.add(len);
+    }
 }
 
 /// Everything one worker owns. Built on the main lcore, moved to the worker.
@@ -215,6 +228,11 @@ impl Worker {
                         None => c.drop(DropReason::Malformed, 1),
                     }
                 }
+                Verdict::Denied(hit) => {
+                    c.drop(DropReason::AclDeny, 1);
+                    count_acl(c, hit, len);
+                    let _ = dropped.push(m);
+                }
                 Verdict::Consumed => {
                     c.arp_learned.add(1);
                     let _ = dropped.push(m);
@@ -234,6 +252,7 @@ impl Worker {
 
     #[inline(always)]
     fn steer(&mut self, t: &Tables, mut m: Mbuf, s: Steer, len: u64, now: u64, c: &WorkerCounters) {
+        count_acl(c, s.acl, len);
         if let Some(d) = s.from_device {
             let dc = &c.devices[d as usize];
             dc.packets_from.add(1);

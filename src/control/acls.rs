@@ -1,0 +1,346 @@
+//! Access control lists in the config: `[[acl]]` sections, validated and
+//! compiled into the datapath's [`AclTable`].
+//!
+//! ```toml
+//! [[acl]]
+//! interface = "client"
+//! service = "acme-web"     # omit: provider rules for every service on the interface
+//! default = "allow"        # when no rule matches
+//!
+//! [[acl.rule]]
+//! priority = 10            # lower first; unique within one [[acl]]
+//! src = "198.18.0.0/15"    # default 0.0.0.0/0
+//! protocol = "tcp"         # tcp | udp | icmp | any (default any)
+//! dst_ports = "80"         # a port or "lo-hi" (default any)
+//! src_ports = "1024-65535" # (default any)
+//! tcp_flags = { set = ["syn"], clear = ["ack"] }   # optional
+//! action = "deny"
+//! ```
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use serde::Deserialize;
+
+use super::config::Config;
+use super::services::CompileError;
+use crate::acl::{AclTable, Action, PortRange, Protocol, Rule, SrcPrefix, TcpFlagsMatch};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionConfig {
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AclProtocolConfig {
+    #[default]
+    Any,
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+/// A port, written as a number or a string "p" / "lo-hi".
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum PortsConfig {
+    One(u16),
+    Text(String),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpFlagsConfig {
+    #[serde(default)]
+    pub set: Vec<String>,
+    #[serde(default)]
+    pub clear: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclRuleConfig {
+    pub priority: u32,
+    #[serde(default)]
+    pub src: Option<String>,
+    #[serde(default)]
+    pub protocol: AclProtocolConfig,
+    #[serde(default)]
+    pub dst_ports: Option<PortsConfig>,
+    #[serde(default)]
+    pub src_ports: Option<PortsConfig>,
+    #[serde(default)]
+    pub tcp_flags: Option<TcpFlagsConfig>,
+    pub action: ActionConfig,
+}
+
+/// One `[[acl]]`: the rules of one interface, for one service or (without
+/// `service`) for every service there.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclConfig {
+    pub interface: String,
+    #[serde(default)]
+    pub service: Option<String>,
+    pub default: ActionConfig,
+    #[serde(rename = "rule", default)]
+    pub rules: Vec<AclRuleConfig>,
+}
+
+/// Where each compiled rule id came from, for counters and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleInfo {
+    pub interface: String,
+    /// None: a provider rule.
+    pub service: Option<String>,
+    pub priority: u32,
+    pub action: &'static str,
+    /// The client host when the rule names a single one (/32).
+    pub client: Option<Ipv4Addr>,
+}
+
+/// The compiled ACLs and what their ids mean.
+pub struct CompiledAcls {
+    pub table: AclTable,
+    /// Indexed by rule id.
+    pub rules: Vec<RuleInfo>,
+    /// Each [[acl]]'s default action, indexed like `config.acls`.
+    pub defaults: Vec<(String, Option<String>, &'static str)>,
+    /// (interface, service IP or None for the provider set) -> index into `defaults`.
+    pub default_index: HashMap<(u16, Option<Ipv4Addr>), usize>,
+}
+
+fn err(key: String, value: impl std::fmt::Display, message: impl Into<String>) -> CompileError {
+    CompileError {
+        key,
+        value: Some(value.to_string()),
+        message: message.into(),
+    }
+}
+
+fn action(a: ActionConfig) -> Action {
+    match a {
+        ActionConfig::Allow => Action::Allow,
+        ActionConfig::Deny => Action::Deny,
+    }
+}
+
+fn action_name(a: ActionConfig) -> &'static str {
+    match a {
+        ActionConfig::Allow => "allow",
+        ActionConfig::Deny => "deny",
+    }
+}
+
+fn parse_ports(key: String, p: &Option<PortsConfig>) -> Result<PortRange, CompileError> {
+    let text = match p {
+        None => return Ok(PortRange::ANY),
+        Some(PortsConfig::One(n)) => return Ok(PortRange { lo: *n, hi: *n }),
+        Some(PortsConfig::Text(t)) => t,
+    };
+    let bad = |m: &str| err(key.clone(), format!("{text:?}"), m.to_string());
+    let (lo, hi) = match text.split_once('-') {
+        Some((a, b)) => (a.trim(), b.trim()),
+        None => (text.trim(), text.trim()),
+    };
+    let lo = lo
+        .parse::<u16>()
+        .map_err(|_| bad("expected a port or a range like \"1024-65535\""))?;
+    let hi = hi
+        .parse::<u16>()
+        .map_err(|_| bad("expected a port or a range like \"1024-65535\""))?;
+    if lo > hi {
+        return Err(bad("the port range is upside down"));
+    }
+    Ok(PortRange { lo, hi })
+}
+
+fn parse_prefix(key: String, s: &Option<String>) -> Result<SrcPrefix, CompileError> {
+    let Some(s) = s else {
+        return Ok(SrcPrefix { addr: 0, len: 0 });
+    };
+    let bad = |m: &str| err(key.clone(), format!("{s:?}"), m.to_string());
+    let (a, l) = match s.split_once('/') {
+        Some((a, l)) => (a, l),
+        None => (s.as_str(), "32"),
+    };
+    let addr: Ipv4Addr = a
+        .parse()
+        .map_err(|_| bad("expected an IPv4 prefix like \"198.18.0.0/15\""))?;
+    let len: u8 = l
+        .parse()
+        .ok()
+        .filter(|&l| l <= 32)
+        .ok_or_else(|| bad("the prefix length must be 0-32"))?;
+    let addr = u32::from(addr);
+    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    if addr & !mask != 0 {
+        return Err(bad(&format!(
+            "host bits are set (did you mean {}/{len}?)",
+            Ipv4Addr::from(addr & mask)
+        )));
+    }
+    Ok(SrcPrefix { addr, len })
+}
+
+fn parse_flags(key: String, f: &TcpFlagsConfig) -> Result<TcpFlagsMatch, CompileError> {
+    let bit = |name: &str| -> Result<u8, CompileError> {
+        Ok(match name.to_ascii_lowercase().as_str() {
+            "fin" => 0x01,
+            "syn" => 0x02,
+            "rst" => 0x04,
+            "psh" => 0x08,
+            "ack" => 0x10,
+            "urg" => 0x20,
+            "ece" => 0x40,
+            "cwr" => 0x80,
+            _ => {
+                return Err(err(
+                    key.clone(),
+                    format!("{name:?}"),
+                    "a TCP flag is one of fin syn rst psh ack urg ece cwr",
+                ))
+            }
+        })
+    };
+    let mut m = TcpFlagsMatch { mask: 0, value: 0 };
+    for s in &f.set {
+        let b = bit(s)?;
+        m.mask |= b;
+        m.value |= b;
+    }
+    for c in &f.clear {
+        let b = bit(c)?;
+        if m.value & b != 0 {
+            return Err(err(
+                key.clone(),
+                format!("{c:?}"),
+                "a flag cannot be both set and clear",
+            ));
+        }
+        m.mask |= b;
+    }
+    Ok(m)
+}
+
+/// Compiles every `[[acl]]` of the config. `services` maps service names to
+/// their IPs (from the service compiler).
+pub fn compile(config: &Config) -> Result<CompiledAcls, CompileError> {
+    let mut b = AclTable::builder();
+    let mut rules_info = Vec::new();
+    let mut defaults = Vec::new();
+    let mut default_index = HashMap::new();
+    let mut next_id: u32 = 0;
+    for (ai, acl) in config.acls.iter().enumerate() {
+        let key = |f: &str| format!("acl[{ai}].{f}");
+        let iface = config
+            .interfaces
+            .iter()
+            .position(|i| i.name == acl.interface)
+            .ok_or_else(|| {
+                err(
+                    key("interface"),
+                    format!("{:?}", acl.interface),
+                    "no [[interface]] has this name",
+                )
+            })? as u16;
+        let service_ip = match &acl.service {
+            None => None,
+            Some(name) => Some(
+                config
+                    .services
+                    .iter()
+                    .find(|s| &s.name == name)
+                    .map(|s| s.ip)
+                    .ok_or_else(|| {
+                        err(
+                            key("service"),
+                            format!("{name:?}"),
+                            "no [[service]] has this name",
+                        )
+                    })?,
+            ),
+        };
+        if let Some(prev) = default_index.insert((iface, service_ip), ai) {
+            return Err(err(
+                key("service"),
+                format!("{:?}", acl.service.as_deref().unwrap_or("(provider rules)")),
+                format!(
+                    "acl[{prev}] already holds these rules for interface {:?}",
+                    acl.interface
+                ),
+            ));
+        }
+        let mut rules = Vec::with_capacity(acl.rules.len());
+        let mut priorities: HashMap<u32, usize> = HashMap::new();
+        for (ri, r) in acl.rules.iter().enumerate() {
+            let rkey = |f: &str| format!("acl[{ai}].rule[{ri}].{f}");
+            if let Some(other) = priorities.insert(r.priority, ri) {
+                return Err(err(
+                    rkey("priority"),
+                    r.priority,
+                    format!("acl[{ai}].rule[{other}] has the same priority (first match must be unambiguous)"),
+                ));
+            }
+            let src = parse_prefix(rkey("src"), &r.src)?;
+            let tcp_flags = match &r.tcp_flags {
+                None => None,
+                Some(f) => {
+                    if !matches!(r.protocol, AclProtocolConfig::Tcp | AclProtocolConfig::Any) {
+                        return Err(err(
+                            rkey("tcp_flags"),
+                            "{..}",
+                            "TCP flags need protocol = \"tcp\"",
+                        ));
+                    }
+                    Some(parse_flags(rkey("tcp_flags"), f)?)
+                }
+            };
+            let rule = Rule {
+                id: next_id,
+                priority: r.priority,
+                src,
+                protocol: match r.protocol {
+                    AclProtocolConfig::Any => Protocol::Any,
+                    AclProtocolConfig::Tcp => Protocol::Tcp,
+                    AclProtocolConfig::Udp => Protocol::Udp,
+                    AclProtocolConfig::Icmp => Protocol::Icmp,
+                },
+                dst_ports: parse_ports(rkey("dst_ports"), &r.dst_ports)?,
+                src_ports: parse_ports(rkey("src_ports"), &r.src_ports)?,
+                tcp_flags,
+                action: action(r.action),
+            };
+            rules_info.push(RuleInfo {
+                interface: acl.interface.clone(),
+                service: acl.service.clone(),
+                priority: r.priority,
+                action: action_name(r.action),
+                client: (src.len == 32).then(|| Ipv4Addr::from(src.addr)),
+            });
+            next_id += 1;
+            rules.push(rule);
+        }
+        defaults.push((
+            acl.interface.clone(),
+            acl.service.clone(),
+            action_name(acl.default),
+        ));
+        match service_ip {
+            None => b.add_provider(iface, rules, action(acl.default)),
+            Some(ip) => b.add_customer(iface, u32::from(ip), rules, action(acl.default)),
+        };
+    }
+    let table = b
+        .build()
+        .map_err(|e| err("acl".into(), "(rules)", e.to_string()))?;
+    Ok(CompiledAcls {
+        table,
+        rules: rules_info,
+        defaults,
+        default_index,
+    })
+}
