@@ -253,15 +253,15 @@ impl Worker {
     #[inline(always)]
     fn steer(&mut self, t: &Tables, mut m: Mbuf, s: Steer, len: u64, now: u64, c: &WorkerCounters) {
         count_acl(c, s.acl, len);
-        if let Some(d) = s.from_device {
-            let dc = &c.devices[d as usize];
+        if let Some(dc) = s.from_device.and_then(|d| c.devices.get(d as usize)) {
             dc.packets_from.add(1);
             dc.bytes_from.add(len);
         }
         if let Count::In(p) = s.count {
-            let sc = &c.services[p as usize];
-            sc.packets_in.add(1);
-            sc.bytes_in.add(len);
+            if let Some(sc) = c.services.get(p as usize) {
+                sc.packets_in.add(1);
+                sc.bytes_in.add(len);
+            }
         }
         if !s.copies.is_empty() && s.copies_before_rewrite {
             self.copy_to_passive(t, &m, &s, c);
@@ -332,15 +332,15 @@ impl Worker {
             EtherType::Ipv4,
         );
         let len = m.pkt_len() as u64;
-        if let Some(d) = to_device {
-            let dc = &c.devices[d as usize];
+        if let Some(dc) = to_device.and_then(|d| c.devices.get(d as usize)) {
             dc.packets_to.add(1);
             dc.bytes_to.add(len);
         }
         if let Count::Out(p) = count {
-            let sc = &c.services[p as usize];
-            sc.packets_out.add(1);
-            sc.bytes_out.add(len);
+            if let Some(sc) = c.services.get(p as usize) {
+                sc.packets_out.add(1);
+                sc.bytes_out.add(len);
+            }
         }
         match self.tx.get_mut(to.iface as usize) {
             Some(t) => t.push(m, c),
@@ -372,9 +372,10 @@ impl Worker {
             pipeline::write_l2(&mut buf[..l2], dst, iface.mac, leg.vlan, EtherType::Ipv4);
             buf[l2..].copy_from_slice(l3);
             let len = (l2 + l3.len()) as u64;
-            let dc = &c.devices[d as usize];
-            dc.packets_to.add(1);
-            dc.bytes_to.add(len);
+            if let Some(dc) = c.devices.get(d as usize) {
+                dc.packets_to.add(1);
+                dc.bytes_to.add(len);
+            }
             if let Some(tx) = self.tx.get_mut(leg.iface as usize) {
                 tx.push(copy, c);
             }
