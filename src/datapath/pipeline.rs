@@ -21,7 +21,7 @@ use super::packet::ipv4::Ipv4Packet;
 use super::packet::tcp::TcpPacket;
 use super::packet::udp::UdpPacket;
 use super::packet::{Error as PacketError, EtherType, IpProtocol, MacAddr};
-use super::tables::{Copies, DeviceId, DeviceMode, Leg, NextMac, ServicePort, Tables};
+use super::tables::{Copies, DeviceId, DeviceMode, Leg, NextMac, PortHot, Tables};
 use crate::acl::{Action, PacketFields};
 
 /// What happens to one packet.
@@ -467,53 +467,66 @@ fn steer(
             DropReason::NoService
         });
     };
-    if let Some(pi) = t.forward(key.protocol, key.dst, dport) {
-        let p = &t.ports[pi as usize];
+    if let Some(p) = t.forward(key.protocol, key.dst, dport) {
+        let hops = t.hops(&p);
         let (hop, count) = match sender {
-            None if from_client => (0, Count::In(pi)),
+            None if from_client => (0, Count::In(p.index)),
             None => return Err(DropReason::SourceNotVerified),
-            Some(d) => match p.hop_of(d) {
-                Some(k) if k + 1 < p.hops.len() => (k + 1, Count::Transit),
+            Some(d) => match hops.iter().position(|&h| h == d) {
+                Some(k) if k + 1 < hops.len() => (k + 1, Count::Transit),
                 // The end device talking to its own service forward: a loop.
                 Some(_) => return Err(DropReason::SourceNotVerified),
-                None if p.is_passive(d) => {
-                    let mut s = to_hop(t, p, p.alerts_to, key, dport, l3_offset, Count::Transit);
+                None if t.is_passive(&p, d) => {
+                    let mut s = to_hop(
+                        t,
+                        &p,
+                        hops,
+                        p.alerts_to as usize,
+                        key,
+                        dport,
+                        l3_offset,
+                        Count::Transit,
+                    );
                     s.from_device = Some(d);
                     s.copies = Copies::default();
                     return Ok(s);
                 }
                 // A device outside this sequence asking for the service: a proxy.
-                None => (0, Count::In(pi)),
+                None => (0, Count::In(p.index)),
             },
         };
-        let mut s = to_hop(t, p, hop, key, dport, l3_offset, count);
+        let mut s = to_hop(t, &p, hops, hop, key, dport, l3_offset, count);
         s.from_device = sender;
         return Ok(s);
     }
     if let Some(m) = t.reverse(key.protocol, key.src, sport) {
-        let p = &t.ports[m.port as usize];
+        let p = m.port;
+        let hops = t.hops(&p);
         let d = sender.ok_or(DropReason::SourceNotVerified)?;
-        let k = p.hop_of(d).ok_or(DropReason::SourceNotVerified)?;
-        let end = p.hops.len() - 1;
+        let k = hops
+            .iter()
+            .position(|&h| h == d)
+            .ok_or(DropReason::SourceNotVerified)?;
+        let end = hops.len() - 1;
         if m.from_end_side && k != end {
             return Err(DropReason::SourceNotVerified);
         }
         let mut rewrite = Rewrite::default();
         if k == end {
-            let dev = &t.devices[p.end().device as usize];
+            let dev = &t.devices[d as usize];
             if dev.mode == DeviceMode::Nat && key.src != p.ip {
                 rewrite.src_ip = Some(p.ip);
             }
-            if let Some(tp) = p.translate_to {
-                if sport == tp && !t.is_dynamic(p, sport) {
+            if let Some(tp) = p.translate_to() {
+                if sport == tp && !p.is_dynamic(sport) {
                     rewrite.src_port = Some(p.port);
                 }
             }
         }
         let (to, to_device, count) = if k == 0 {
-            client_side(t, key.dst, m.port)?
+            client_side(t, key.dst, p.index)?
         } else {
-            let dev = p.hops[k - 1].device;
+            let dev = hops[k - 1];
             (
                 t.devices[dev as usize].server_leg,
                 Some(dev),
@@ -526,7 +539,7 @@ fn steer(
             from_device: Some(d),
             l3_offset,
             rewrite,
-            copies: p.hops[k].copies,
+            copies: t.copies(&p, k),
             copies_before_rewrite: true,
             count,
             acl: AclHit::None,
@@ -537,24 +550,26 @@ fn steer(
 
 /// Forward to hop `j` of `p`: its client leg, with NAT and port translation
 /// when it is the end device.
+#[allow(clippy::too_many_arguments)]
 #[inline]
 fn to_hop(
     t: &Tables,
-    p: &ServicePort,
+    p: &PortHot,
+    hops: &[DeviceId],
     j: usize,
     key: Ipv4Key,
     dport: u16,
     l3_offset: u8,
     count: Count,
 ) -> Steer {
-    let hop = &p.hops[j];
-    let dev = &t.devices[hop.device as usize];
+    let device = hops[j];
+    let dev = &t.devices[device as usize];
     let mut rewrite = Rewrite::default();
-    if j + 1 == p.hops.len() {
+    if j + 1 == hops.len() {
         if dev.mode == DeviceMode::Nat {
             rewrite.dst_ip = dev.ipv4.filter(|&a| a != key.dst);
         }
-        if let Some(tp) = p.translate_to {
+        if let Some(tp) = p.translate_to() {
             if dport == p.port {
                 rewrite.dst_port = Some(tp);
             }
@@ -562,11 +577,11 @@ fn to_hop(
     }
     Steer {
         to: dev.client_leg,
-        to_device: Some(hop.device),
+        to_device: Some(device),
         from_device: None,
         l3_offset,
         rewrite,
-        copies: hop.copies,
+        copies: t.copies(p, j),
         copies_before_rewrite: false,
         count,
         acl: AclHit::None,

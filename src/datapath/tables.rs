@@ -175,11 +175,47 @@ fn sender_key(iface: u16, vlan: Option<u16>, mac: MacAddr) -> u128 {
     (segment_key(iface, vlan) as u128) << 64 | mac as u128
 }
 
+/// What the datapath reads of a service port on every packet. Compact, and
+/// stored in the lookup maps themselves, so finding a port is one bucket
+/// access; the cold rest (names, copies) stays in [`Tables::ports`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortHot {
+    /// Index into `ports` and the per-port counters.
+    pub index: u32,
+    pub ip: Ipv4Addr,
+    pub port: u16,
+    /// 0: no translation.
+    pub translate_to: u16,
+    /// Dynamic range (inclusive); (0, 0): none.
+    pub dyn_lo: u16,
+    pub dyn_hi: u16,
+    /// The sequence: `hop_devices[hop_start..hop_start + hop_len]`.
+    pub hop_start: u32,
+    pub hop_len: u8,
+    pub alerts_to: u8,
+    /// Some hop has passive devices (look in `ports` for which).
+    pub has_copies: bool,
+}
+
+impl PortHot {
+    #[inline(always)]
+    pub fn translate_to(&self) -> Option<u16> {
+        (self.translate_to != 0).then_some(self.translate_to)
+    }
+
+    /// Whether `p` is a negotiated port rather than the service port itself
+    /// (dynamic ports are never translated).
+    #[inline(always)]
+    pub fn is_dynamic(&self, p: u16) -> bool {
+        self.dyn_hi != 0 && p >= self.dyn_lo && p <= self.dyn_hi && p != self.port
+    }
+}
+
 /// A return-direction match: the service port, and whether the packet came
 /// with the end device's own address/port (reverse NAT and translation due).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReturnMatch {
-    pub port: u32,
+    pub port: PortHot,
     pub from_end_side: bool,
 }
 
@@ -187,7 +223,7 @@ pub struct ReturnMatch {
 struct PortRange {
     lo: u16,
     hi: u16,
-    port: u32,
+    port: PortHot,
     from_end_side: bool,
 }
 
@@ -211,7 +247,9 @@ pub struct Tables {
     pub devices: Vec<Device>,
     pub ports: Vec<ServicePort>,
     pub neighbors: Arc<Neighbors>,
-    forward: HashMap<u64, u32>,
+    /// Every sequence's devices, back to back (see [`PortHot`]).
+    hop_devices: Vec<DeviceId>,
+    forward: HashMap<u64, PortHot>,
     forward_ranges: HashMap<u64, Box<[PortRange]>>,
     reverse: HashMap<u64, ReturnMatch>,
     reverse_ranges: HashMap<u64, Box<[PortRange]>>,
@@ -242,6 +280,7 @@ impl Tables {
             devices,
             ports,
             neighbors,
+            hop_devices: Vec::new(),
             forward: HashMap::new(),
             forward_ranges: HashMap::new(),
             reverse: HashMap::new(),
@@ -284,11 +323,29 @@ impl Tables {
             }
         }
         for (i, p) in t.ports.iter().enumerate() {
-            let i = i as u32;
+            let hot = PortHot {
+                index: i as u32,
+                ip: p.ip,
+                port: p.port,
+                translate_to: p.translate_to.unwrap_or(0),
+                dyn_lo: p.dynamic.map_or(0, |d| d.0),
+                dyn_hi: p.dynamic.map_or(0, |d| d.1),
+                hop_start: t.hop_devices.len() as u32,
+                hop_len: p.hops.len() as u8,
+                alerts_to: p.alerts_to as u8,
+                has_copies: p.hops.iter().any(|h| !h.copies.is_empty()),
+            };
+            if p.hops.is_empty() || p.hops.len() > MAX_HOPS {
+                return Err(TableError(format!(
+                    "service {:?} port {}: 1-{MAX_HOPS} hops",
+                    p.service, p.port
+                )));
+            }
+            t.hop_devices.extend(p.hops.iter().map(|h| h.device));
             t.service_ips.insert(u32::from(p.ip));
             let name = || format!("service {:?} {} port {}", p.service, p.protocol, p.port);
             let k = flow_key(p.protocol, p.ip, p.port);
-            if t.forward.insert(k, i).is_some() {
+            if t.forward.insert(k, hot).is_some() {
                 return Err(TableError(format!(
                     "{}: {}:{} is defined twice",
                     name(),
@@ -304,25 +361,24 @@ impl Tables {
             t.reverse.insert(
                 k,
                 ReturnMatch {
-                    port: i,
+                    port: hot,
                     from_end_side: false,
                 },
             );
             if (end_ip, end_port) != (p.ip, p.port) {
                 let k = flow_key(p.protocol, end_ip, end_port);
-                if let Some(prev) = t.reverse.insert(
-                    k,
-                    ReturnMatch {
-                        port: i,
-                        from_end_side: true,
-                    },
-                ) {
-                    if prev.port != i {
+                let m = ReturnMatch {
+                    port: hot,
+                    from_end_side: true,
+                };
+                if let Some(prev) = t.reverse.insert(k, m) {
+                    if prev.port.index != hot.index {
+                        let other = &t.ports[prev.port.index as usize];
                         return Err(TableError(format!(
                             "{}: replies from {end_ip}:{end_port} would also match service {:?} port {}",
                             name(),
-                            t.ports[prev.port as usize].service,
-                            t.ports[prev.port as usize].port
+                            other.service,
+                            other.port
                         )));
                     }
                 }
@@ -331,7 +387,7 @@ impl Tables {
                 let r = PortRange {
                     lo,
                     hi,
-                    port: i,
+                    port: hot,
                     from_end_side: false,
                 };
                 push_range(&mut t.forward_ranges, range_key(p.protocol, p.ip), r);
@@ -348,7 +404,10 @@ impl Tables {
         for ranges in t.forward_ranges.values().chain(t.reverse_ranges.values()) {
             for w in ranges.windows(2) {
                 if w[0].hi >= w[1].lo {
-                    let (a, b) = (&t.ports[w[0].port as usize], &t.ports[w[1].port as usize]);
+                    let (a, b) = (
+                        &t.ports[w[0].port.index as usize],
+                        &t.ports[w[1].port.index as usize],
+                    );
                     return Err(TableError(format!(
                         "dynamic ports {}-{} of service {:?} port {} overlap {}-{} of service {:?} port {}",
                         w[0].lo, w[0].hi, a.service, a.port, w[1].lo, w[1].hi, b.service, b.port
@@ -361,9 +420,9 @@ impl Tables {
 
     /// The service port a forward-direction packet is for.
     #[inline]
-    pub fn forward(&self, protocol: IpProtocol, dst: Ipv4Addr, dport: u16) -> Option<u32> {
-        if let Some(&i) = self.forward.get(&flow_key(protocol, dst, dport)) {
-            return Some(i);
+    pub fn forward(&self, protocol: IpProtocol, dst: Ipv4Addr, dport: u16) -> Option<PortHot> {
+        if let Some(&p) = self.forward.get(&flow_key(protocol, dst, dport)) {
+            return Some(p);
         }
         if self.forward_ranges.is_empty() {
             return None;
@@ -388,11 +447,35 @@ impl Tables {
         })
     }
 
-    /// Whether `sport` (already a match) is a dynamic port rather than the
-    /// service port itself (dynamic ports are never translated).
+    /// The devices of a port's sequence, in order (the end device last).
+    #[inline(always)]
+    pub fn hops(&self, p: &PortHot) -> &[DeviceId] {
+        let start = p.hop_start as usize;
+        self.hop_devices
+            .get(start..start + p.hop_len as usize)
+            .unwrap_or(&[])
+    }
+
+    /// The passive devices that get copies at hop `k` of a port.
     #[inline]
-    pub fn is_dynamic(&self, port: &ServicePort, p: u16) -> bool {
-        port.dynamic.is_some_and(|(lo, hi)| p >= lo && p <= hi) && p != port.port
+    pub fn copies(&self, p: &PortHot, k: usize) -> Copies {
+        if !p.has_copies {
+            return Copies::default();
+        }
+        self.ports
+            .get(p.index as usize)
+            .and_then(|sp| sp.hops.get(k))
+            .map_or(Copies::default(), |h| h.copies)
+    }
+
+    /// Whether `device` gets copies somewhere in the port's sequence.
+    #[inline]
+    pub fn is_passive(&self, p: &PortHot, device: DeviceId) -> bool {
+        p.has_copies
+            && self
+                .ports
+                .get(p.index as usize)
+                .is_some_and(|sp| sp.is_passive(device))
     }
 
     /// The device that sent a frame, by interface, VLAN and source MAC.
@@ -591,35 +674,26 @@ mod tests {
         )
         .unwrap();
         let svc = Ipv4Addr::new(203, 0, 113, 10);
-        assert_eq!(t.forward(IpProtocol::Tcp, svc, 80), Some(0));
-        assert_eq!(t.forward(IpProtocol::Udp, svc, 80), None);
-        assert_eq!(t.forward(IpProtocol::Tcp, svc, 1025), Some(0));
-        assert_eq!(t.forward(IpProtocol::Tcp, svc, 1125), Some(0));
-        assert_eq!(t.forward(IpProtocol::Tcp, svc, 1126), Some(1));
-        assert_eq!(t.forward(IpProtocol::Tcp, svc, 1301), None);
-        assert_eq!(t.forward(IpProtocol::Tcp, svc, 1024), None);
+        let fwd = |p: IpProtocol, port: u16| t.forward(p, svc, port).map(|h| h.index);
+        assert_eq!(fwd(IpProtocol::Tcp, 80), Some(0));
+        assert_eq!(fwd(IpProtocol::Udp, 80), None);
+        assert_eq!(fwd(IpProtocol::Tcp, 1025), Some(0));
+        assert_eq!(fwd(IpProtocol::Tcp, 1125), Some(0));
+        assert_eq!(fwd(IpProtocol::Tcp, 1126), Some(1));
+        assert_eq!(fwd(IpProtocol::Tcp, 1301), None);
+        assert_eq!(fwd(IpProtocol::Tcp, 1024), None);
+        let web = t.forward(IpProtocol::Tcp, svc, 80).unwrap();
+        assert_eq!(t.hops(&web), &[0]);
+        assert_eq!(web.translate_to(), Some(8080));
+        assert!(web.is_dynamic(1100) && !web.is_dynamic(80) && !web.is_dynamic(1200));
         let nat = Ipv4Addr::new(10, 0, 0, 5);
-        assert_eq!(
-            t.reverse(IpProtocol::Tcp, nat, 8080),
-            Some(ReturnMatch {
-                port: 0,
-                from_end_side: true
-            })
-        );
-        assert_eq!(
-            t.reverse(IpProtocol::Tcp, svc, 80),
-            Some(ReturnMatch {
-                port: 0,
-                from_end_side: false
-            })
-        );
-        assert_eq!(
-            t.reverse(IpProtocol::Tcp, nat, 1100),
-            Some(ReturnMatch {
-                port: 0,
-                from_end_side: true
-            })
-        );
+        let rev = |ip: Ipv4Addr, port: u16| {
+            t.reverse(IpProtocol::Tcp, ip, port)
+                .map(|m| (m.port.index, m.from_end_side))
+        };
+        assert_eq!(rev(nat, 8080), Some((0, true)));
+        assert_eq!(rev(svc, 80), Some((0, false)));
+        assert_eq!(rev(nat, 1100), Some((0, true)));
         assert_eq!(t.reverse(IpProtocol::Tcp, nat, 80), None);
         assert_eq!(t.sender(1, None, MacAddr([2, 0, 0, 0, 0, 6])), Some(1));
         assert_eq!(t.sender(1, Some(4), MacAddr([2, 0, 0, 0, 0, 6])), None);
@@ -643,6 +717,58 @@ mod tests {
         let mut b = port("a", [1, 1, 1, 1], 81, &[0]);
         b.dynamic = Some((3000, 4000));
         assert!(build(d(), vec![a, b]).unwrap_err().0.contains("overlap"));
+    }
+
+    /// A worker reading while the control side publishes sees whole
+    /// versions only: every table it loads is consistent with its version.
+    #[test]
+    fn readers_never_see_half_a_version() {
+        let svc = Ipv4Addr::new(203, 0, 113, 10);
+        let version = |v: u64| {
+            // Version v serves port 1000 + v, to device v % 2, and nothing else.
+            let mut p = port(
+                "a",
+                [203, 0, 113, 10],
+                1000 + v as u16,
+                &[(v % 2) as DeviceId],
+            );
+            p.translate_to = Some(2000 + v as u16);
+            let mut t = build(
+                vec![
+                    device("d0", DeviceMode::Alias, None, 1),
+                    device("d1", DeviceMode::Alias, None, 2),
+                ],
+                vec![p],
+            )
+            .unwrap();
+            t.version = v;
+            t
+        };
+        let published = Arc::new(Published::new(version(1), 1));
+        let reader = {
+            let published = Arc::clone(&published);
+            std::thread::spawn(move || {
+                let mut seen = 0u64;
+                while seen < 200 {
+                    let t = published.load(0);
+                    let v = t.version;
+                    let p = t
+                        .forward(IpProtocol::Tcp, svc, 1000 + v as u16)
+                        .expect("the version's own port");
+                    assert_eq!(t.hops(&p), &[(v % 2) as DeviceId]);
+                    assert_eq!(p.translate_to(), Some(2000 + v as u16));
+                    assert!(t
+                        .forward(IpProtocol::Tcp, svc, 1000 + v as u16 + 1)
+                        .is_none());
+                    assert!(v >= seen, "versions only move forward");
+                    seen = v;
+                }
+            })
+        };
+        for v in 2..=200 {
+            published.publish(version(v));
+        }
+        reader.join().unwrap();
     }
 
     #[test]
