@@ -277,7 +277,9 @@ impl Worker {
             Some(dst) => self.emit(m, dst, s.to, s.l3_offset, s.to_device, s.count, c),
             None => {
                 let NextMac::Neighbor(slot) = s.to.mac else {
-                    unreachable!("static MACs always resolve")
+                    // resolve() only fails for ARP-learnt MACs; never panic a worker.
+                    c.drop(DropReason::NoArpEntry, 1);
+                    return;
                 };
                 self.hold(
                     Held {
