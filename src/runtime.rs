@@ -16,9 +16,10 @@ use serde::Serialize;
 use tracing::{error, info, warn};
 
 use crate::control::config::Config;
-use crate::control::services;
 use crate::control::services::CompiledAclInfo;
-use crate::datapath::counters::{Counters, DropReason, Sizes};
+use crate::control::services::{self, ProtocolConfig};
+use crate::control::slots::Slots;
+use crate::datapath::counters::{Counters, DeviceCounters, DropReason, ServiceCounters, Sizes};
 use crate::datapath::dpdk::{self, Eal, LinkStatus, Mempool, Port, PortSetup, PortStats};
 use crate::datapath::packet::MacAddr;
 use crate::datapath::pipeline::{Datapath, Interface};
@@ -172,28 +173,42 @@ fn collect_stats(
     let acl_rules: Vec<AclRuleStats> = acl
         .rules
         .iter()
-        .enumerate()
-        .map(|(i, r)| AclRuleStats {
-            id: i as u32,
+        .map(|r| AclRuleStats {
+            id: r.slot,
             interface: r.interface.clone(),
             service: r.service.clone(),
             priority: r.priority,
             action: r.action,
             client: r.client,
-            packets: counters.sum(|w| w.acl_rules[i].packets.get()),
-            bytes: counters.sum(|w| w.acl_rules[i].bytes.get()),
+            packets: counters.sum(|w| {
+                w.acl_rules
+                    .get(r.slot as usize)
+                    .map_or(0, |h| h.packets.get())
+            }),
+            bytes: counters.sum(|w| {
+                w.acl_rules
+                    .get(r.slot as usize)
+                    .map_or(0, |h| h.bytes.get())
+            }),
         })
         .collect();
     let acl_defaults = acl
         .defaults
         .iter()
-        .enumerate()
-        .map(|(i, (interface, service, action))| AclDefaultStats {
-            interface: interface.clone(),
-            service: service.clone(),
-            action,
-            packets: counters.sum(|w| w.acl_defaults[i].packets.get()),
-            bytes: counters.sum(|w| w.acl_defaults[i].bytes.get()),
+        .map(|d| AclDefaultStats {
+            interface: d.interface.clone(),
+            service: d.service.clone(),
+            action: d.action,
+            packets: counters.sum(|w| {
+                w.acl_defaults
+                    .get(d.slot as usize)
+                    .map_or(0, |h| h.packets.get())
+            }),
+            bytes: counters.sum(|w| {
+                w.acl_defaults
+                    .get(d.slot as usize)
+                    .map_or(0, |h| h.bytes.get())
+            }),
         })
         .collect();
     // Per client: what the rules naming that single host decided.
@@ -223,28 +238,36 @@ fn collect_stats(
     let services = tables
         .ports
         .iter()
-        .enumerate()
-        .map(|(i, p)| ServiceStats {
-            service: p.service.clone(),
-            ip: p.ip,
-            protocol: p.protocol.to_string().to_lowercase(),
-            port: p.port,
-            packets_in: counters.sum(|w| w.services[i].packets_in.get()),
-            bytes_in: counters.sum(|w| w.services[i].bytes_in.get()),
-            packets_out: counters.sum(|w| w.services[i].packets_out.get()),
-            bytes_out: counters.sum(|w| w.services[i].bytes_out.get()),
+        .map(|p| {
+            let sum = |f: fn(&ServiceCounters) -> u64| {
+                counters.sum(|w| w.services.get(p.slot as usize).map_or(0, f))
+            };
+            ServiceStats {
+                service: p.service.clone(),
+                ip: p.ip,
+                protocol: p.protocol.to_string().to_lowercase(),
+                port: p.port,
+                packets_in: sum(|c| c.packets_in.get()),
+                bytes_in: sum(|c| c.bytes_in.get()),
+                packets_out: sum(|c| c.packets_out.get()),
+                bytes_out: sum(|c| c.bytes_out.get()),
+            }
         })
         .collect();
     let devices = tables
         .devices
         .iter()
-        .enumerate()
-        .map(|(i, d)| DeviceStats {
-            name: d.name.clone(),
-            packets_to: counters.sum(|w| w.devices[i].packets_to.get()),
-            bytes_to: counters.sum(|w| w.devices[i].bytes_to.get()),
-            packets_from: counters.sum(|w| w.devices[i].packets_from.get()),
-            bytes_from: counters.sum(|w| w.devices[i].bytes_from.get()),
+        .map(|d| {
+            let sum = |f: fn(&DeviceCounters) -> u64| {
+                counters.sum(|w| w.devices.get(d.slot as usize).map_or(0, f))
+            };
+            DeviceStats {
+                name: d.name.clone(),
+                packets_to: sum(|c| c.packets_to.get()),
+                bytes_to: sum(|c| c.bytes_to.get()),
+                packets_from: sum(|c| c.packets_from.get()),
+                bytes_from: sum(|c| c.bytes_from.get()),
+            }
         })
         .collect();
     let interfaces = config
@@ -438,7 +461,8 @@ fn run_with_eal(
     }
 
     let datapath = Arc::new(Datapath::new(interfaces));
-    let compiled = services::compile_all(config, 1).map_err(|e| {
+    let mut slots = first_slots(config);
+    let compiled = services::compile_all(config, 1, &mut slots).map_err(|e| {
         RunError::Io(format!(
             "{} = {}: {}",
             e.key,
@@ -458,10 +482,10 @@ fn run_with_eal(
     let counters = Arc::new(Counters::new(
         nworkers,
         Sizes {
-            service_ports: tables.ports.len(),
-            devices: tables.devices.len(),
-            acl_rules: acl_info.rules.len(),
-            acl_defaults: acl_info.defaults.len(),
+            service_ports: slots.service_ports.capacity(),
+            devices: slots.devices.capacity(),
+            acl_rules: slots.acl_rules.capacity(),
+            acl_defaults: slots.acl_defaults.capacity(),
         },
     ));
     let published = Arc::new(Published::new(tables, nworkers));
@@ -535,6 +559,29 @@ fn run_with_eal(
         write_stats(path, &stats)?;
     }
     Ok(stats)
+}
+
+/// Counter room for a run that starts with `config`, with space to grow.
+fn first_slots(config: &Config) -> Slots {
+    let service_ports = config
+        .services
+        .iter()
+        .flat_map(|s| &s.ports)
+        .map(|p| {
+            if p.protocol == ProtocolConfig::Both {
+                2
+            } else {
+                1
+            }
+        })
+        .sum();
+    let acl_rules = config.acls.iter().map(|a| a.rules.len()).sum();
+    Slots::for_first_config(
+        service_ports,
+        config.devices.len(),
+        acl_rules,
+        config.acls.len(),
+    )
 }
 
 /// Waits on the main lcore until a stop condition holds.

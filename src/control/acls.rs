@@ -24,6 +24,7 @@ use serde::Deserialize;
 
 use super::config::Config;
 use super::services::CompileError;
+use super::slots::Slots;
 use crate::acl::{AclTable, Action, PortRange, Protocol, Rule, SrcPrefix, TcpFlagsMatch};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -93,6 +94,8 @@ pub struct AclConfig {
 /// Where each compiled rule id came from, for counters and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleInfo {
+    /// The rule's id in the table: its counter slot.
+    pub slot: u32,
     pub interface: String,
     /// None: a provider rule.
     pub service: Option<String>,
@@ -102,15 +105,24 @@ pub struct RuleInfo {
     pub client: Option<Ipv4Addr>,
 }
 
+/// A rule set's default action and its counter slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultInfo {
+    pub slot: u32,
+    pub interface: String,
+    pub service: Option<String>,
+    pub action: &'static str,
+}
+
 /// The compiled ACLs and what their ids mean.
 pub struct CompiledAcls {
     pub table: AclTable,
-    /// Indexed by rule id.
+    /// Every rule, in config order.
     pub rules: Vec<RuleInfo>,
-    /// Each [[acl]]'s default action, indexed like `config.acls`.
-    pub defaults: Vec<(String, Option<String>, &'static str)>,
-    /// (interface, service IP or None for the provider set) -> index into `defaults`.
-    pub default_index: HashMap<(u16, Option<Ipv4Addr>), usize>,
+    /// Each [[acl]]'s default action: (slot, interface, service, action).
+    pub defaults: Vec<DefaultInfo>,
+    /// (interface, service IP or None for the provider set) -> default slot.
+    pub default_index: HashMap<(u16, Option<Ipv4Addr>), u32>,
 }
 
 fn err(key: String, value: impl std::fmt::Display, message: impl Into<String>) -> CompileError {
@@ -228,12 +240,12 @@ fn parse_flags(key: String, f: &TcpFlagsConfig) -> Result<TcpFlagsMatch, Compile
 
 /// Compiles every `[[acl]]` of the config. `services` maps service names to
 /// their IPs (from the service compiler).
-pub fn compile(config: &Config) -> Result<CompiledAcls, CompileError> {
+pub fn compile(config: &Config, slots: &mut Slots) -> Result<CompiledAcls, CompileError> {
     let mut b = AclTable::builder();
     let mut rules_info = Vec::new();
     let mut defaults = Vec::new();
     let mut default_index = HashMap::new();
-    let mut next_id: u32 = 0;
+    let mut seen: HashMap<(u16, Option<Ipv4Addr>), usize> = HashMap::new();
     for (ai, acl) in config.acls.iter().enumerate() {
         let key = |f: &str| format!("acl[{ai}].{f}");
         let iface = config
@@ -264,7 +276,7 @@ pub fn compile(config: &Config) -> Result<CompiledAcls, CompileError> {
                     })?,
             ),
         };
-        if let Some(prev) = default_index.insert((iface, service_ip), ai) {
+        if let Some(prev) = seen.insert((iface, service_ip), ai) {
             return Err(err(
                 key("service"),
                 format!("{:?}", acl.service.as_deref().unwrap_or("(provider rules)")),
@@ -274,6 +286,18 @@ pub fn compile(config: &Config) -> Result<CompiledAcls, CompileError> {
                 ),
             ));
         }
+        let full = |what: &str, cap: usize| {
+            err(
+                key("rule"),
+                format!("{:?}", acl.service.as_deref().unwrap_or("(provider rules)")),
+                format!("no counter slot left for a new {what} (capacity {cap} this run); restart seqd to grow"),
+            )
+        };
+        let default_slot = slots
+            .acl_defaults
+            .slot(&(acl.interface.clone(), acl.service.clone()))
+            .ok_or_else(|| full("rule set", slots.acl_defaults.capacity()))?;
+        default_index.insert((iface, service_ip), default_slot);
         let mut rules = Vec::with_capacity(acl.rules.len());
         let mut priorities: HashMap<u32, usize> = HashMap::new();
         for (ri, r) in acl.rules.iter().enumerate() {
@@ -299,8 +323,12 @@ pub fn compile(config: &Config) -> Result<CompiledAcls, CompileError> {
                     Some(parse_flags(rkey("tcp_flags"), f)?)
                 }
             };
+            let slot = slots
+                .acl_rules
+                .slot(&(acl.interface.clone(), acl.service.clone(), r.priority))
+                .ok_or_else(|| full("rule", slots.acl_rules.capacity()))?;
             let rule = Rule {
-                id: next_id,
+                id: slot,
                 priority: r.priority,
                 src,
                 protocol: match r.protocol {
@@ -315,20 +343,21 @@ pub fn compile(config: &Config) -> Result<CompiledAcls, CompileError> {
                 action: action(r.action),
             };
             rules_info.push(RuleInfo {
+                slot,
                 interface: acl.interface.clone(),
                 service: acl.service.clone(),
                 priority: r.priority,
                 action: action_name(r.action),
                 client: (src.len == 32).then(|| Ipv4Addr::from(src.addr)),
             });
-            next_id += 1;
             rules.push(rule);
         }
-        defaults.push((
-            acl.interface.clone(),
-            acl.service.clone(),
-            action_name(acl.default),
-        ));
+        defaults.push(DefaultInfo {
+            slot: default_slot,
+            interface: acl.interface.clone(),
+            service: acl.service.clone(),
+            action: action_name(acl.default),
+        });
         match service_ip {
             None => b.add_provider(iface, rules, action(acl.default)),
             Some(ip) => b.add_customer(iface, u32::from(ip), rules, action(acl.default)),

@@ -63,6 +63,7 @@ use serde::Deserialize;
 
 use super::acls::AclConfig;
 use super::services::{compile_all, ClientConfig, DeviceConfig, ServiceConfig};
+use super::slots::Slots;
 use crate::datapath::packet::MacAddr;
 
 /// Default EAL memory in MB (`-m`).
@@ -735,11 +736,14 @@ impl Config {
         {
             return Ok(());
         }
-        compile_all(self, 0).map(|_| ()).map_err(|e| Invalid {
-            key: e.key,
-            value: e.value,
-            message: e.message,
-        })
+        let mut slots = Slots::with_capacity(usize::MAX, usize::MAX, usize::MAX, usize::MAX);
+        compile_all(self, 0, &mut slots)
+            .map(|_| ())
+            .map_err(|e| Invalid {
+                key: e.key,
+                value: e.value,
+                message: e.message,
+            })
     }
 
     fn check_eal(&self, cpus: &[u32]) -> Result<(), Invalid> {

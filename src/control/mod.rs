@@ -4,3 +4,4 @@
 pub mod acls;
 pub mod config;
 pub mod services;
+pub mod slots;

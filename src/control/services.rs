@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::acls::RuleInfo;
+use super::acls::{DefaultInfo, RuleInfo};
 use super::config::{de_ipv4, de_opt_ipv4, de_opt_mac, Config};
+use super::slots::Slots;
 use crate::datapath::neighbor::{NeighborKey, Neighbors};
 use crate::datapath::packet::{IpProtocol, MacAddr};
 use crate::datapath::tables::{
@@ -166,24 +167,27 @@ pub struct Compiled {
 #[derive(Debug, Clone, Default)]
 pub struct CompiledAclInfo {
     pub rules: Vec<RuleInfo>,
-    /// (interface, service name or None for provider rules, default action).
-    pub defaults: Vec<(String, Option<String>, &'static str)>,
+    pub defaults: Vec<DefaultInfo>,
 }
 
 /// Compiles services, devices and ACLs into version `version` of the tables.
-pub fn compile_all(config: &Config, version: u64) -> Result<Compiled, CompileError> {
-    let tables = compile(config, version)?;
+pub fn compile_all(
+    config: &Config,
+    version: u64,
+    slots: &mut Slots,
+) -> Result<Compiled, CompileError> {
+    let tables = compile(config, version, slots)?;
     if config.acls.is_empty() {
         return Ok(Compiled {
             tables,
             acls: CompiledAclInfo::default(),
         });
     }
-    let acls = super::acls::compile(config)?;
+    let acls = super::acls::compile(config, slots)?;
     let defaults = acls
         .default_index
         .iter()
-        .map(|(&k, &slot)| (k, slot as u32))
+        .map(|(&k, &slot)| (k, slot))
         .collect::<Vec<_>>();
     Ok(Compiled {
         tables: tables.with_acl(acls.table, defaults),
@@ -196,7 +200,7 @@ pub fn compile_all(config: &Config, version: u64) -> Result<Compiled, CompileErr
 
 /// Compiles the config's client side, devices and services into version
 /// `version` of the tables.
-pub fn compile(config: &Config, version: u64) -> Result<Tables, CompileError> {
+pub fn compile(config: &Config, version: u64, slots: &mut Slots) -> Result<Tables, CompileError> {
     let iface_index = |key: String, name: &str| -> Result<u16, CompileError> {
         config
             .interfaces
@@ -341,8 +345,19 @@ pub fn compile(config: &Config, version: u64) -> Result<Tables, CompileError> {
                 })?),
             },
         };
+        let slot = slots.devices.slot(&d.name).ok_or_else(|| {
+            err(
+                key("name"),
+                q(&d.name),
+                format!(
+                    "no counter slot left for a new device (capacity {} this run); restart seqd to grow",
+                    slots.devices.capacity()
+                ),
+            )
+        })?;
         devices.push(Device {
             name: d.name.clone(),
+            slot,
             mode: match d.mode {
                 ModeConfig::Loopback => DeviceMode::Loopback,
                 ModeConfig::Alias => DeviceMode::Alias,
@@ -511,7 +526,21 @@ pub fn compile(config: &Config, version: u64) -> Result<Tables, CompileError> {
                         .or_default()
                         .push((lo, hi, here));
                 }
+                let slot = slots
+                    .service_ports
+                    .slot(&(s.name.clone(), proto.into(), p.port))
+                    .ok_or_else(|| {
+                        err(
+                            pkey("port"),
+                            p.port,
+                            format!(
+                                "no counter slot left for a new service port (capacity {} this run); restart seqd to grow",
+                                slots.service_ports.capacity()
+                            ),
+                        )
+                    })?;
                 ports.push(ServicePort {
+                    slot,
                     service: s.name.clone(),
                     ip: s.ip,
                     protocol: proto,
@@ -603,7 +632,8 @@ dynamic_ports = "1025-1125"
 
     fn compile_text(text: &str) -> Result<Tables, String> {
         let cfg = Config::parse_with_cpus(text, "t.toml", &[0, 1]).map_err(|e| e.to_string())?;
-        compile(&cfg, 7).map_err(|e| format!("{} = {:?}: {}", e.key, e.value, e.message))
+        compile(&cfg, 7, &mut Slots::for_first_config(0, 0, 0, 0))
+            .map_err(|e| format!("{} = {:?}: {}", e.key, e.value, e.message))
     }
 
     #[test]

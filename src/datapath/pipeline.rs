@@ -470,7 +470,7 @@ fn steer(
     if let Some(p) = t.forward(key.protocol, key.dst, dport) {
         let hops = t.hops(&p);
         let (hop, count) = match sender {
-            None if from_client => (0, Count::In(p.index)),
+            None if from_client => (0, Count::In(p.slot)),
             None => return Err(DropReason::SourceNotVerified),
             Some(d) => match hops.iter().position(|&h| h == d) {
                 Some(k) if k + 1 < hops.len() => (k + 1, Count::Transit),
@@ -492,7 +492,7 @@ fn steer(
                     return Ok(s);
                 }
                 // A device outside this sequence asking for the service: a proxy.
-                None => (0, Count::In(p.index)),
+                None => (0, Count::In(p.slot)),
             },
         };
         let mut s = to_hop(t, &p, hops, hop, key, dport, l3_offset, count);
@@ -524,7 +524,7 @@ fn steer(
             }
         }
         let (to, to_device, count) = if k == 0 {
-            client_side(t, key.dst, p.index)?
+            client_side(t, key.dst, p.slot)?
         } else {
             let dev = hops[k - 1];
             (
@@ -667,6 +667,7 @@ mod tests {
         let devices = vec![
             Device {
                 name: "fw".into(),
+                slot: 0,
                 mode: DeviceMode::Alias,
                 ipv4: None,
                 client_leg: leg(FW_MAC),
@@ -674,6 +675,7 @@ mod tests {
             },
             Device {
                 name: "web".into(),
+                slot: 1,
                 mode: DeviceMode::Nat,
                 ipv4: Some(WEB_IP.into()),
                 client_leg: leg(WEB_MAC),
@@ -681,6 +683,7 @@ mod tests {
             },
         ];
         let ports = vec![ServicePort {
+            slot: 0,
             service: "acme".into(),
             ip: SVC.into(),
             protocol: IpProtocol::Tcp,

@@ -59,6 +59,8 @@ pub struct Leg {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
     pub name: String,
+    /// Counter slot, stable across versions.
+    pub slot: u32,
     pub mode: DeviceMode,
     pub ipv4: Option<Ipv4Addr>,
     /// The leg facing the client side (or the only leg): forward traffic
@@ -109,6 +111,8 @@ pub struct Hop {
 /// One (service, protocol, port) and its sequence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServicePort {
+    /// Counter slot, stable across versions.
+    pub slot: u32,
     pub service: String,
     pub ip: Ipv4Addr,
     pub protocol: IpProtocol,
@@ -180,8 +184,10 @@ fn sender_key(iface: u16, vlan: Option<u16>, mac: MacAddr) -> u128 {
 /// access; the cold rest (names, copies) stays in [`Tables::ports`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortHot {
-    /// Index into `ports` and the per-port counters.
+    /// Index into `ports`.
     pub index: u32,
+    /// Counter slot (stable across versions).
+    pub slot: u32,
     pub ip: Ipv4Addr,
     pub port: u16,
     /// 0: no translation.
@@ -325,6 +331,7 @@ impl Tables {
         for (i, p) in t.ports.iter().enumerate() {
             let hot = PortHot {
                 index: i as u32,
+                slot: p.slot,
                 ip: p.ip,
                 port: p.port,
                 translate_to: p.translate_to.unwrap_or(0),
@@ -543,6 +550,12 @@ impl Tables {
             .copied()
     }
 
+    /// The counter slot of a device.
+    #[inline(always)]
+    pub fn device_slot(&self, d: DeviceId) -> Option<usize> {
+        self.devices.get(d as usize).map(|dev| dev.slot as usize)
+    }
+
     /// The destination MAC of a leg, if known.
     #[inline]
     pub fn resolve(&self, mac: NextMac) -> Option<MacAddr> {
@@ -628,6 +641,7 @@ mod tests {
     fn device(name: &str, mode: DeviceMode, ip: Option<[u8; 4]>, mac: u8) -> Device {
         Device {
             name: name.into(),
+            slot: 0,
             mode,
             ipv4: ip.map(Ipv4Addr::from),
             client_leg: leg(1, mac),
@@ -637,6 +651,7 @@ mod tests {
 
     fn port(service: &str, ip: [u8; 4], port: u16, hops: &[DeviceId]) -> ServicePort {
         ServicePort {
+            slot: 0,
             service: service.into(),
             ip: ip.into(),
             protocol: IpProtocol::Tcp,

@@ -253,7 +253,11 @@ impl Worker {
     #[inline(always)]
     fn steer(&mut self, t: &Tables, mut m: Mbuf, s: Steer, len: u64, now: u64, c: &WorkerCounters) {
         count_acl(c, s.acl, len);
-        if let Some(dc) = s.from_device.and_then(|d| c.devices.get(d as usize)) {
+        if let Some(dc) = s
+            .from_device
+            .and_then(|d| t.device_slot(d))
+            .and_then(|slot| c.devices.get(slot))
+        {
             dc.packets_from.add(1);
             dc.bytes_from.add(len);
         }
@@ -334,7 +338,10 @@ impl Worker {
             EtherType::Ipv4,
         );
         let len = m.pkt_len() as u64;
-        if let Some(dc) = to_device.and_then(|d| c.devices.get(d as usize)) {
+        if let Some(dc) = to_device
+            .and_then(|d| self.tables.device_slot(d))
+            .and_then(|slot| c.devices.get(slot))
+        {
             dc.packets_to.add(1);
             dc.bytes_to.add(len);
         }
@@ -374,7 +381,7 @@ impl Worker {
             pipeline::write_l2(&mut buf[..l2], dst, iface.mac, leg.vlan, EtherType::Ipv4);
             buf[l2..].copy_from_slice(l3);
             let len = (l2 + l3.len()) as u64;
-            if let Some(dc) = c.devices.get(d as usize) {
+            if let Some(dc) = t.device_slot(d).and_then(|slot| c.devices.get(slot)) {
                 dc.packets_to.add(1);
                 dc.bytes_to.add(len);
             }
