@@ -3,8 +3,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -92,13 +90,14 @@ fn main() -> ExitCode {
         exit_when_idle: cli.exit_when_idle.map(Duration::from_millis),
         duration: cli.duration.map(Duration::from_secs_f64),
         stats_file: cli.stats_file,
+        config_path: Some(path.clone()),
     };
-    let quit = Arc::new(AtomicBool::new(false));
-    if let Err(e) = runtime::install_signal_flag(Arc::clone(&quit)) {
+    let signals = runtime::Signals::default();
+    if let Err(e) = runtime::install_signal_flag(signals.clone()) {
         eprintln!("seqd: cannot set up signal handling: {e}");
         return ExitCode::from(EXIT_RUNTIME);
     }
-    match runtime::run(&config, &opts, quit) {
+    match runtime::run(&config, &opts, signals) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("seqd: {e}");

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tracing::{error, info, warn};
 
-use crate::control::config::Config;
+use crate::control::config::{available_cpus, Config};
 use crate::control::services::CompiledAclInfo;
 use crate::control::services::{self, ProtocolConfig};
 use crate::control::slots::Slots;
@@ -46,6 +46,8 @@ pub struct RunOptions {
     pub duration: Option<Duration>,
     /// Write the final counters here as JSON.
     pub stats_file: Option<PathBuf>,
+    /// The config file, re-read on SIGHUP.
+    pub config_path: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -153,6 +155,8 @@ pub struct WorkerStats {
 pub struct Stats {
     /// TSC ticks per second: converts the workers' cycle counts to time.
     pub tsc_hz: u64,
+    /// The table version running at exit.
+    pub table_version: u64,
     pub interfaces: Vec<InterfaceStats>,
     pub workers: Vec<WorkerStats>,
     pub services: Vec<ServiceStats>,
@@ -311,6 +315,7 @@ fn collect_stats(
         .collect();
     Stats {
         tsc_hz: dpdk::tsc_hz(),
+        table_version: tables.version,
         interfaces,
         workers,
         services,
@@ -356,19 +361,34 @@ fn log_stats(s: &Stats) {
     info!(drops = %drops.join(" "), "drops by reason");
 }
 
-/// Blocks SIGINT and SIGTERM in this thread (and so in every thread created
-/// after, EAL's included) and turns their arrival into `quit` on a thread of
-/// their own. Call before EAL init.
-pub fn install_signal_flag(quit: Arc<AtomicBool>) -> std::io::Result<()> {
+/// What signals ask of the main loop.
+#[derive(Clone, Default)]
+pub struct Signals {
+    /// SIGINT / SIGTERM: stop.
+    pub quit: Arc<AtomicBool>,
+    /// SIGHUP: reload the config file.
+    pub reload: Arc<AtomicBool>,
+}
+
+/// Blocks SIGINT, SIGTERM and SIGHUP in this thread (and so in every thread
+/// created after, EAL's included) and turns their arrival into flags on a
+/// thread of their own. Call before EAL init.
+pub fn install_signal_flag(signals: Signals) -> std::io::Result<()> {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
     set.add(Signal::SIGINT);
     set.add(Signal::SIGTERM);
+    set.add(Signal::SIGHUP);
     set.thread_block().map_err(std::io::Error::from)?;
+    let Signals { quit, reload } = signals;
     std::thread::Builder::new()
         .name("seqd-signals".into())
         .spawn(move || loop {
             match set.wait() {
+                Ok(Signal::SIGHUP) => {
+                    info!("SIGHUP: reloading the config");
+                    reload.store(true, Ordering::SeqCst);
+                }
                 Ok(sig) => {
                     if quit.swap(true, Ordering::SeqCst) {
                         // Second signal while shutting down: stop now.
@@ -387,10 +407,13 @@ pub fn install_signal_flag(quit: Arc<AtomicBool>) -> std::io::Result<()> {
 }
 
 /// Runs seqd until a signal or a [`RunOptions`] condition stops it.
-pub fn run(config: &Config, opts: &RunOptions, quit: Arc<AtomicBool>) -> Result<Stats, RunError> {
+pub fn run(config: &Config, opts: &RunOptions, signals: Signals) -> Result<Stats, RunError> {
+    // EAL pins this thread to the main lcore: remember every CPU first, so
+    // a reloaded config is checked against the machine, not the pin.
+    let cpus = available_cpus();
     let eal = Eal::init(&config.eal_args())?;
     info!(version = %dpdk::version(), main_lcore = eal.main_lcore(), "EAL ready");
-    let result = run_with_eal(&eal, config, opts, quit);
+    let result = run_with_eal(&eal, config, opts, signals, &cpus);
     drop(eal);
     remove_runtime_dir(&config.eal.file_prefix);
     result
@@ -400,8 +423,10 @@ fn run_with_eal(
     eal: &Eal,
     config: &Config,
     opts: &RunOptions,
-    quit: Arc<AtomicBool>,
+    signals: Signals,
+    cpus: &[u32],
 ) -> Result<Stats, RunError> {
+    let quit = Arc::clone(&signals.quit);
     let nworkers = config.workers.lcores.len();
     for &l in &config.workers.lcores {
         if !eal.lcore_enabled(l) {
@@ -470,7 +495,7 @@ fn run_with_eal(
             e.message
         ))
     })?;
-    let acl_info = compiled.acls;
+    let mut acl_info = compiled.acls;
     let tables = compiled.tables;
     info!(
         service_ports = tables.ports.len(),
@@ -534,7 +559,15 @@ fn run_with_eal(
     }
     if launch_error.is_none() {
         info!(workers = ?config.workers.lcores, interfaces = ports.len(), "seqd ready");
-        supervise(opts, &quit, &counters);
+        let mut updater = Updater {
+            config,
+            path: opts.config_path.as_deref(),
+            cpus,
+            slots: &mut slots,
+            published: &published,
+            acl_info: &mut acl_info,
+        };
+        supervise(opts, &signals, &counters, &mut updater);
     }
     quit.store(true, Ordering::SeqCst);
     for &lcore in &launched {
@@ -584,13 +617,97 @@ fn first_slots(config: &Config) -> Slots {
     )
 }
 
-/// Waits on the main lcore until a stop condition holds.
-fn supervise(opts: &RunOptions, quit: &AtomicBool, counters: &Counters) {
+/// Applies a reloaded config: compiles it off the datapath and publishes
+/// it to every worker in one step, or leaves the running tables as they are.
+struct Updater<'a> {
+    /// The config seqd started with: EAL, interfaces and workers cannot change live.
+    config: &'a Config,
+    path: Option<&'a Path>,
+    /// The CPUs seqd may use (read before EAL pinned the main thread).
+    cpus: &'a [u32],
+    slots: &'a mut Slots,
+    published: &'a Published,
+    acl_info: &'a mut CompiledAclInfo,
+}
+
+impl Updater<'_> {
+    fn reload(&mut self) {
+        let running = self.published.version();
+        let Some(path) = self.path else {
+            warn!("reload: seqd was not started from a config file");
+            return;
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                error!(
+                    "reload refused, still running version {running}: {}: {e}",
+                    path.display()
+                );
+                return;
+            }
+        };
+        let new = match Config::parse_with_cpus(&text, &path.display().to_string(), self.cpus) {
+            Ok(c) => c,
+            Err(e) => {
+                error!("reload refused, still running version {running}: {e}");
+                return;
+            }
+        };
+        if new.eal != self.config.eal
+            || new.interfaces != self.config.interfaces
+            || new.workers != self.config.workers
+        {
+            error!(
+                "reload refused, still running version {running}: [eal], [[interface]] and [workers] \
+                 cannot change while seqd runs (restart to change them)"
+            );
+            return;
+        }
+        // Compile against a copy of the slots: a refused config assigns none.
+        let mut slots = self.slots.clone();
+        let compiled = match services::compile_all(&new, running + 1, &mut slots) {
+            Ok(c) => c,
+            Err(e) => {
+                error!(
+                    "reload refused, still running version {running}: {}: {} = {}: {}",
+                    path.display(),
+                    e.key,
+                    e.value.unwrap_or_default(),
+                    e.message
+                );
+                return;
+            }
+        };
+        let started = Instant::now();
+        // Keep what ARP already learnt, so no packet waits for it again.
+        compiled
+            .tables
+            .neighbors
+            .carry_over(&self.published.load(0).neighbors);
+        self.published.publish(compiled.tables);
+        *self.slots = slots;
+        *self.acl_info = compiled.acls;
+        info!(
+            version = running + 1,
+            publish_us = started.elapsed().as_micros() as u64,
+            "published version {}",
+            running + 1
+        );
+    }
+}
+
+/// Waits on the main lcore until a stop condition holds; applies reloads.
+fn supervise(opts: &RunOptions, signals: &Signals, counters: &Counters, updater: &mut Updater) {
+    let quit = &signals.quit;
     let start = Instant::now();
     let hz = dpdk::tsc_hz();
     let start_tsc = dpdk::rdtsc();
     while !quit.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(5));
+        if signals.reload.swap(false, Ordering::SeqCst) {
+            updater.reload();
+        }
         if let Some(d) = opts.duration {
             if start.elapsed() >= d {
                 info!("run duration reached");

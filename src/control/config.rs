@@ -117,7 +117,7 @@ pub struct Config {
 }
 
 /// `[eal]`: what `rte_eal_init` gets.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EalConfig {
     /// Every lcore EAL may use (`-l`), in the order written.
@@ -142,7 +142,7 @@ pub struct EalConfig {
 }
 
 /// One `[[interface]]`: a DPDK port and its own IPv4 address.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InterfaceConfig {
     pub name: String,
@@ -157,7 +157,7 @@ pub struct InterfaceConfig {
 }
 
 /// `[workers]`: the packet-processing lcores.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkersConfig {
     pub lcores: Vec<u32>,

@@ -109,6 +109,20 @@ impl Neighbors {
         }
     }
 
+    /// Copies what `old` (an earlier version's table) learnt for the same
+    /// keys, so a new version starts resolved.
+    pub fn carry_over(&self, old: &Neighbors) {
+        for (i, k) in self.keys.iter().enumerate() {
+            let Some(j) = old.keys.iter().position(|o| o == k) else {
+                continue;
+            };
+            let (from, to) = (&old.state[j], &self.state[i]);
+            to.mac.store(from.mac.load(Relaxed), Relaxed);
+            to.confirmed.store(from.confirmed.load(Relaxed), Relaxed);
+            to.requested.store(from.requested.load(Relaxed), Relaxed);
+        }
+    }
+
     /// Sets a MAC for a slot without ARP (tests, static overrides).
     pub fn set_static(&self, slot: u32, mac: MacAddr) {
         self.learn(slot, mac, u64::MAX / 2);

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use super::counters::{Counters, DropReason, WorkerCounters};
 use super::dpdk::{self, Burst, Mbuf, Mempool, RxQueue, TxQueue, MAX_BURST};
-use super::neighbor::Due;
+use super::neighbor::{Due, Neighbors};
 use super::packet::{EtherType, MacAddr};
 use super::pipeline::{self, AclHit, Count, Datapath, Steer, Verdict};
 use super::tables::{DeviceId, Leg, NextMac, Published, Tables};
@@ -70,6 +70,8 @@ impl TxBuffer {
 struct Held {
     m: Mbuf,
     to: Leg,
+    /// The neighbor table of the version that decided it (slots are per version).
+    neighbors: Arc<Neighbors>,
     slot: u32,
     l3_offset: u8,
     to_device: Option<DeviceId>,
@@ -289,6 +291,7 @@ impl Worker {
                     Held {
                         m,
                         to: s.to,
+                        neighbors: Arc::clone(&t.neighbors),
                         slot,
                         l3_offset: s.l3_offset,
                         to_device: s.to_device,
@@ -406,7 +409,7 @@ impl Worker {
         let timeout = hz / 1000 * PENDING_MS;
         for i in 0..PENDING {
             let Some(h) = &self.held[i] else { continue };
-            let mac = self.tables.neighbors.mac(h.slot);
+            let mac = h.neighbors.mac(h.slot);
             if mac.is_none() && now.wrapping_sub(h.since) < timeout {
                 continue;
             }
