@@ -16,15 +16,18 @@ use serde::Serialize;
 use tracing::{error, info, warn};
 
 use crate::control::config::{available_cpus, Config};
+use crate::control::metrics;
 use crate::control::services::CompiledAclInfo;
 use crate::control::services::{self, ProtocolConfig};
 use crate::control::slots::Slots;
 use crate::datapath::counters::{Counters, DeviceCounters, DropReason, ServiceCounters, Sizes};
+use crate::datapath::dpdk::PortStatsHandle;
 use crate::datapath::dpdk::{self, Eal, LinkStatus, Mempool, Port, PortSetup, PortStats};
 use crate::datapath::packet::MacAddr;
 use crate::datapath::pipeline::{Datapath, Interface};
 use crate::datapath::tables::{Published, Tables};
 use crate::datapath::worker::{RxPort, Worker, WorkerContext};
+use arc_swap::ArcSwap;
 
 /// Descriptors per rx and tx queue.
 pub const RX_DESC: u16 = 1024;
@@ -167,9 +170,36 @@ pub struct Stats {
     pub drops: std::collections::BTreeMap<&'static str, u64>,
 }
 
+/// What the counters are read from: shared with the control thread, which
+/// reads it on every scrape while the workers run.
+#[derive(Clone)]
+pub struct StatsSource {
+    pub config: Arc<Config>,
+    /// One per interface, in config order, with the MAC seqd uses there.
+    pub ports: Vec<(PortStatsHandle, MacAddr)>,
+    pub published: Arc<Published>,
+    /// Replaced with the tables on every published version.
+    pub acl_info: Arc<ArcSwap<CompiledAclInfo>>,
+    pub counters: Arc<Counters>,
+    /// How long each accepted update took to compile and publish.
+    pub publish_seconds: prometheus::Histogram,
+}
+
+impl StatsSource {
+    pub fn collect(&self) -> Stats {
+        collect_stats(
+            &self.config,
+            &self.ports,
+            &self.published.load(0),
+            &self.acl_info.load(),
+            &self.counters,
+        )
+    }
+}
+
 fn collect_stats(
     config: &Config,
-    ports: &[Port],
+    ports: &[(PortStatsHandle, MacAddr)],
     tables: &Tables,
     acl: &CompiledAclInfo,
     counters: &Counters,
@@ -278,15 +308,10 @@ fn collect_stats(
         .interfaces
         .iter()
         .zip(ports)
-        .map(|(ic, p)| InterfaceStats {
+        .map(|(ic, (p, mac))| InterfaceStats {
             name: ic.name.clone(),
             device: ic.device_name().to_string(),
-            mac: ic
-                .mac
-                .map(|m| m.0)
-                .or_else(|| p.mac().ok())
-                .map(|m| MacAddr(m).to_string())
-                .unwrap_or_default(),
+            mac: mac.to_string(),
             ipv4: ic.ipv4.addr,
             port: p.stats().unwrap_or_default(),
             link: p.link().ok(),
@@ -485,6 +510,7 @@ fn run_with_eal(
         });
     }
 
+    let macs: Vec<MacAddr> = interfaces.iter().map(|i| i.mac).collect();
     let datapath = Arc::new(Datapath::new(interfaces));
     let mut slots = first_slots(config);
     let compiled = services::compile_all(config, 1, &mut slots).map_err(|e| {
@@ -495,7 +521,7 @@ fn run_with_eal(
             e.message
         ))
     })?;
-    let mut acl_info = compiled.acls;
+    let acl_info = compiled.acls;
     let tables = compiled.tables;
     info!(
         service_ports = tables.ports.len(),
@@ -514,6 +540,24 @@ fn run_with_eal(
         },
     ));
     let published = Arc::new(Published::new(tables, nworkers));
+    let source = StatsSource {
+        config: Arc::new(config.clone()),
+        ports: ports.iter().map(Port::stats_handle).zip(macs).collect(),
+        published: Arc::clone(&published),
+        acl_info: Arc::new(ArcSwap::from_pointee(acl_info)),
+        counters: Arc::clone(&counters),
+        publish_seconds: metrics::publish_histogram(),
+    };
+    // The control thread starts before the workers: if it cannot listen,
+    // nothing runs.
+    let control = match &config.control {
+        None => None,
+        Some(c) => Some(
+            metrics::serve(c.listen, source.clone(), Arc::clone(&quit))
+                .map_err(|e| RunError::Io(format!("control.listen = {}: {e}", c.listen)))?
+                .1,
+        ),
+    };
 
     let mut launched = Vec::new();
     let mut launch_error = None;
@@ -565,7 +609,7 @@ fn run_with_eal(
             cpus,
             slots: &mut slots,
             published: &published,
-            acl_info: &mut acl_info,
+            source: &source,
         };
         supervise(opts, &signals, &counters, &mut updater);
     }
@@ -576,7 +620,10 @@ fn run_with_eal(
             warn!(lcore, rc, "worker returned an error");
         }
     }
-    let stats = collect_stats(config, &ports, &published.load(0), &acl_info, &counters);
+    if let Some(c) = control {
+        let _ = c.join();
+    }
+    let stats = source.collect();
     for p in ports {
         let name = p.name().to_string();
         if let Err(e) = p.close() {
@@ -627,7 +674,7 @@ struct Updater<'a> {
     cpus: &'a [u32],
     slots: &'a mut Slots,
     published: &'a Published,
-    acl_info: &'a mut CompiledAclInfo,
+    source: &'a StatsSource,
 }
 
 impl Updater<'_> {
@@ -665,6 +712,7 @@ impl Updater<'_> {
             return;
         }
         // Compile against a copy of the slots: a refused config assigns none.
+        let started = Instant::now();
         let mut slots = self.slots.clone();
         let compiled = match services::compile_all(&new, running + 1, &mut slots) {
             Ok(c) => c,
@@ -679,7 +727,6 @@ impl Updater<'_> {
                 return;
             }
         };
-        let started = Instant::now();
         // Keep what ARP already learnt, so no packet waits for it again.
         compiled
             .tables
@@ -687,7 +734,10 @@ impl Updater<'_> {
             .carry_over(&self.published.load(0).neighbors);
         self.published.publish(compiled.tables);
         *self.slots = slots;
-        *self.acl_info = compiled.acls;
+        self.source.acl_info.store(Arc::new(compiled.acls));
+        self.source
+            .publish_seconds
+            .observe(started.elapsed().as_secs_f64());
         info!(
             version = running + 1,
             publish_us = started.elapsed().as_micros() as u64,

@@ -100,8 +100,9 @@ pub struct Config {
     #[serde(rename = "interface", default)]
     pub interfaces: Vec<InterfaceConfig>,
     pub workers: WorkersConfig,
+    /// `[control]`: without it, seqd serves no REST API or metrics.
     #[serde(default)]
-    pub control: ControlConfig,
+    pub control: Option<ControlConfig>,
     /// `[client]`: where clients are (needed once there are services).
     #[serde(default)]
     pub client: Option<ClientConfig>,
@@ -1229,7 +1230,7 @@ listen = "0.0.0.0:9000"
         assert_eq!(b.mac, None);
         assert_eq!(c.workers.lcores, vec![1, 0]);
         assert_eq!(c.workers.burst, 16);
-        assert_eq!(c.control.listen, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(c.control.unwrap().listen, "0.0.0.0:9000".parse().unwrap());
     }
 
     #[test]
@@ -1244,13 +1245,13 @@ listen = "0.0.0.0:9000"
         assert_eq!(c.eal.file_prefix, "seqd");
         assert!(c.eal.extra_args.is_empty());
         assert_eq!(c.workers.burst, 32);
-        assert_eq!(c.control.listen.to_string(), DEFAULT_LISTEN);
+        assert!(c.control.is_none(), "no [control]: nothing is served");
         assert_eq!(c.interfaces[0].device_name(), "net_pcap0");
         assert!(c.interfaces[0].is_vdev());
         assert_eq!(c.interfaces[0].port_name(), "net_pcap0");
         // An empty [control] section also takes the default.
         let c = parse(&format!("{BASE}\n[control]\n")).unwrap();
-        assert_eq!(c.control.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.control.unwrap().listen.to_string(), DEFAULT_LISTEN);
     }
 
     #[test]

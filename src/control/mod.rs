@@ -3,5 +3,6 @@
 
 pub mod acls;
 pub mod config;
+pub mod metrics;
 pub mod services;
 pub mod slots;

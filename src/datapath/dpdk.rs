@@ -498,6 +498,48 @@ pub struct PortStats {
     pub rx_nombuf: u64,
 }
 
+/// Reads one port's statistics and link state from any thread
+/// (`rte_eth_stats_get` and `rte_eth_link_get_nowait` are thread-safe).
+/// Reads after the port is closed fail.
+#[derive(Debug, Clone)]
+pub struct PortStatsHandle {
+    id: u16,
+    name: String,
+}
+
+impl PortStatsHandle {
+    pub fn stats(&self) -> Result<PortStats> {
+        let mut s = sys::rte_eth_stats::default();
+        // SAFETY: s is a valid out-struct; stats reads are thread-safe.
+        check(format!("rte_eth_stats_get({})", self.name), unsafe {
+            sys::rte_eth_stats_get(self.id, &mut s)
+        })?;
+        Ok(PortStats {
+            rx_packets: s.ipackets,
+            tx_packets: s.opackets,
+            rx_bytes: s.ibytes,
+            tx_bytes: s.obytes,
+            rx_missed: s.imissed,
+            rx_errors: s.ierrors,
+            tx_errors: s.oerrors,
+            rx_nombuf: s.rx_nombuf,
+        })
+    }
+
+    pub fn link(&self) -> Result<LinkStatus> {
+        let mut l = sys::rte_eth_link::default();
+        // SAFETY: l is a valid out-struct.
+        check(format!("rte_eth_link_get_nowait({})", self.name), unsafe {
+            sys::rte_eth_link_get_nowait(self.id, &mut l)
+        })?;
+        Ok(LinkStatus {
+            up: l.link_status() != 0,
+            speed_mbps: l.link_speed,
+            full_duplex: l.link_duplex() != 0,
+        })
+    }
+}
+
 /// How to set up one port.
 pub struct PortSetup<'a> {
     pub rx_queues: u16,
@@ -636,34 +678,19 @@ impl Port {
     }
 
     pub fn stats(&self) -> Result<PortStats> {
-        let mut s = sys::rte_eth_stats::default();
-        // SAFETY: s is a valid out-struct; stats reads are thread-safe.
-        check(format!("rte_eth_stats_get({})", self.name), unsafe {
-            sys::rte_eth_stats_get(self.id, &mut s)
-        })?;
-        Ok(PortStats {
-            rx_packets: s.ipackets,
-            tx_packets: s.opackets,
-            rx_bytes: s.ibytes,
-            tx_bytes: s.obytes,
-            rx_missed: s.imissed,
-            rx_errors: s.ierrors,
-            tx_errors: s.oerrors,
-            rx_nombuf: s.rx_nombuf,
-        })
+        self.stats_handle().stats()
     }
 
     pub fn link(&self) -> Result<LinkStatus> {
-        let mut l = sys::rte_eth_link::default();
-        // SAFETY: l is a valid out-struct.
-        check(format!("rte_eth_link_get_nowait({})", self.name), unsafe {
-            sys::rte_eth_link_get_nowait(self.id, &mut l)
-        })?;
-        Ok(LinkStatus {
-            up: l.link_status() != 0,
-            speed_mbps: l.link_speed,
-            full_duplex: l.link_duplex() != 0,
-        })
+        self.stats_handle().link()
+    }
+
+    /// A handle other threads (the control thread) read statistics through.
+    pub fn stats_handle(&self) -> PortStatsHandle {
+        PortStatsHandle {
+            id: self.id,
+            name: self.name.clone(),
+        }
     }
 
     /// The move-only handle of rx queue `q`; each may be taken once.
