@@ -20,6 +20,7 @@ use crate::control::metrics;
 use crate::control::services::CompiledAclInfo;
 use crate::control::services::{self, ProtocolConfig};
 use crate::control::slots::Slots;
+use crate::control::state::ControlState;
 use crate::datapath::counters::{Counters, DeviceCounters, DropReason, ServiceCounters, Sizes};
 use crate::datapath::dpdk::PortStatsHandle;
 use crate::datapath::dpdk::{self, Eal, LinkStatus, Mempool, Port, PortSetup, PortStats};
@@ -28,6 +29,7 @@ use crate::datapath::pipeline::{Datapath, Interface};
 use crate::datapath::tables::{Published, Tables};
 use crate::datapath::worker::{RxPort, Worker, WorkerContext};
 use arc_swap::ArcSwap;
+use parking_lot::Mutex;
 
 /// Descriptors per rx and tx queue.
 pub const RX_DESC: u16 = 1024;
@@ -548,14 +550,26 @@ fn run_with_eal(
         counters: Arc::clone(&counters),
         publish_seconds: metrics::publish_histogram(),
     };
+    let state = Arc::new(Mutex::new(ControlState::new(
+        config.clone(),
+        slots,
+        cpus.to_vec(),
+        Arc::clone(&published),
+        source.clone(),
+    )));
     // The control thread starts before the workers: if it cannot listen,
     // nothing runs.
     let control = match &config.control {
         None => None,
         Some(c) => Some(
-            metrics::serve(c.listen, source.clone(), Arc::clone(&quit))
-                .map_err(|e| RunError::Io(format!("control.listen = {}: {e}", c.listen)))?
-                .1,
+            metrics::serve(
+                c.listen,
+                source.clone(),
+                Arc::clone(&state),
+                Arc::clone(&quit),
+            )
+            .map_err(|e| RunError::Io(format!("control.listen = {}: {e}", c.listen)))?
+            .1,
         ),
     };
 
@@ -603,15 +617,7 @@ fn run_with_eal(
     }
     if launch_error.is_none() {
         info!(workers = ?config.workers.lcores, interfaces = ports.len(), "seqd ready");
-        let mut updater = Updater {
-            config,
-            path: opts.config_path.as_deref(),
-            cpus,
-            slots: &mut slots,
-            published: &published,
-            source: &source,
-        };
-        supervise(opts, &signals, &counters, &mut updater);
+        supervise(opts, &signals, &counters, &state);
     }
     quit.store(true, Ordering::SeqCst);
     for &lcore in &launched {
@@ -664,91 +670,13 @@ fn first_slots(config: &Config) -> Slots {
     )
 }
 
-/// Applies a reloaded config: compiles it off the datapath and publishes
-/// it to every worker in one step, or leaves the running tables as they are.
-struct Updater<'a> {
-    /// The config seqd started with: EAL, interfaces and workers cannot change live.
-    config: &'a Config,
-    path: Option<&'a Path>,
-    /// The CPUs seqd may use (read before EAL pinned the main thread).
-    cpus: &'a [u32],
-    slots: &'a mut Slots,
-    published: &'a Published,
-    source: &'a StatsSource,
-}
-
-impl Updater<'_> {
-    fn reload(&mut self) {
-        let running = self.published.version();
-        let Some(path) = self.path else {
-            warn!("reload: seqd was not started from a config file");
-            return;
-        };
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) => {
-                error!(
-                    "reload refused, still running version {running}: {}: {e}",
-                    path.display()
-                );
-                return;
-            }
-        };
-        let new = match Config::parse_with_cpus(&text, &path.display().to_string(), self.cpus) {
-            Ok(c) => c,
-            Err(e) => {
-                error!("reload refused, still running version {running}: {e}");
-                return;
-            }
-        };
-        if new.eal != self.config.eal
-            || new.interfaces != self.config.interfaces
-            || new.workers != self.config.workers
-        {
-            error!(
-                "reload refused, still running version {running}: [eal], [[interface]] and [workers] \
-                 cannot change while seqd runs (restart to change them)"
-            );
-            return;
-        }
-        // Compile against a copy of the slots: a refused config assigns none.
-        let started = Instant::now();
-        let mut slots = self.slots.clone();
-        let compiled = match services::compile_all(&new, running + 1, &mut slots) {
-            Ok(c) => c,
-            Err(e) => {
-                error!(
-                    "reload refused, still running version {running}: {}: {} = {}: {}",
-                    path.display(),
-                    e.key,
-                    e.value.unwrap_or_default(),
-                    e.message
-                );
-                return;
-            }
-        };
-        // Keep what ARP already learnt, so no packet waits for it again.
-        compiled
-            .tables
-            .neighbors
-            .carry_over(&self.published.load(0).neighbors);
-        self.published.publish(compiled.tables);
-        *self.slots = slots;
-        self.source.acl_info.store(Arc::new(compiled.acls));
-        self.source
-            .publish_seconds
-            .observe(started.elapsed().as_secs_f64());
-        info!(
-            version = running + 1,
-            publish_us = started.elapsed().as_micros() as u64,
-            "published version {}",
-            running + 1
-        );
-    }
-}
-
 /// Waits on the main lcore until a stop condition holds; applies reloads.
-fn supervise(opts: &RunOptions, signals: &Signals, counters: &Counters, updater: &mut Updater) {
+fn supervise(
+    opts: &RunOptions,
+    signals: &Signals,
+    counters: &Counters,
+    state: &Mutex<ControlState>,
+) {
     let quit = &signals.quit;
     let start = Instant::now();
     let hz = dpdk::tsc_hz();
@@ -756,7 +684,18 @@ fn supervise(opts: &RunOptions, signals: &Signals, counters: &Counters, updater:
     while !quit.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(5));
         if signals.reload.swap(false, Ordering::SeqCst) {
-            updater.reload();
+            match &opts.config_path {
+                None => warn!("reload: seqd was not started from a config file"),
+                Some(path) => {
+                    let mut st = state.lock();
+                    if let Err(e) = st.reload_file(path) {
+                        error!(
+                            "reload refused, still running version {}: {e}",
+                            st.versions().last().map_or(0, |v| v.version)
+                        );
+                    }
+                }
+            }
         }
         if let Some(d) = opts.duration {
             if start.elapsed() >= d {

@@ -16,8 +16,11 @@ use prometheus::{
 use tracing::{error, info};
 use warp::Filter;
 
+use crate::control::state::{ChangeError, ControlState};
 use crate::datapath::dpdk::PortStats;
 use crate::runtime::{Stats, StatsSource};
+use parking_lot::Mutex;
+use warp::http::StatusCode;
 
 /// A port statistic: metric name, help, and how to read it.
 type PortCounter = (&'static str, &'static str, fn(&PortStats) -> u64);
@@ -240,6 +243,56 @@ pub fn render(stats: &Stats, publish_seconds: &Histogram) -> String {
     String::from_utf8(out).expect("prometheus text is UTF-8")
 }
 
+fn reply<T: serde::Serialize>(
+    r: Result<T, ChangeError>,
+) -> warp::reply::WithStatus<warp::reply::Json> {
+    match r {
+        Ok(v) => warp::reply::with_status(warp::reply::json(&v), StatusCode::OK),
+        Err(e) => warp::reply::with_status(
+            warp::reply::json(&serde_json::json!({
+                "error": e.to_string(),
+                "key": e.key,
+                "value": e.value,
+            })),
+            StatusCode::BAD_REQUEST,
+        ),
+    }
+}
+
+/// `/v1` changes: the provisioner replaces every table in one request
+/// (`PUT /v1/tables`), checks one first (`POST /v1/validate`), and lists
+/// the accepted versions (`GET /v1/versions`). A change is applied whole or
+/// not at all.
+fn rest_routes(
+    state: Arc<Mutex<ControlState>>,
+) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
+    // Bodies up to 64 MiB: a whole table of many thousand services.
+    const MAX_BODY: u64 = 64 << 20;
+    let st = Arc::clone(&state);
+    let put = warp::path!("v1" / "tables")
+        .and(warp::put())
+        .and(warp::body::content_length_limit(MAX_BODY))
+        .and(warp::body::bytes())
+        .map(move |body: bytes::Bytes| {
+            let mut s = st.lock();
+            let change = s.with_tables(&body);
+            reply(change.and_then(|c| s.apply(c, "rest")))
+        });
+    let st = Arc::clone(&state);
+    let validate = warp::path!("v1" / "validate")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(MAX_BODY))
+        .and(warp::body::bytes())
+        .map(move |body: bytes::Bytes| {
+            let s = st.lock();
+            reply(s.with_tables(&body).and_then(|c| s.validate(&c)))
+        });
+    let versions = warp::path!("v1" / "versions")
+        .and(warp::get())
+        .map(move || warp::reply::json(&state.lock().versions().to_vec()));
+    put.or(validate).or(versions)
+}
+
 /// The histogram of update publication times the control side observes.
 pub fn publish_histogram() -> Histogram {
     Histogram::with_opts(
@@ -259,6 +312,7 @@ pub fn publish_histogram() -> Histogram {
 pub fn serve(
     listen: SocketAddr,
     source: StatsSource,
+    state: Arc<Mutex<ControlState>>,
     quit: Arc<AtomicBool>,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let (tx, rx) = std::sync::mpsc::channel();
@@ -286,7 +340,7 @@ pub fn serve(
                     .and(warp::get())
                     .map(move || warp::reply::json(&stats_src.collect()));
                 let health = warp::path!("healthz").and(warp::get()).map(|| "ok\n");
-                let routes = metrics.or(stats).or(health);
+                let routes = metrics.or(stats).or(health).or(rest_routes(state));
                 let stop = async move {
                     while !quit.load(Ordering::SeqCst) {
                         tokio::time::sleep(Duration::from_millis(50)).await;

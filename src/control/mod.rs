@@ -6,3 +6,4 @@ pub mod config;
 pub mod metrics;
 pub mod services;
 pub mod slots;
+pub mod state;
