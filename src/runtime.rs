@@ -20,7 +20,7 @@ use crate::control::metrics;
 use crate::control::services::CompiledAclInfo;
 use crate::control::services::{self, ProtocolConfig};
 use crate::control::slots::Slots;
-use crate::control::state::ControlState;
+use crate::control::state::{self, ControlState};
 use crate::datapath::counters::{Counters, DeviceCounters, DropReason, ServiceCounters, Sizes};
 use crate::datapath::dpdk::PortStatsHandle;
 use crate::datapath::dpdk::{self, Eal, LinkStatus, Mempool, Port, PortSetup, PortStats};
@@ -454,6 +454,8 @@ fn run_with_eal(
     cpus: &[u32],
 ) -> Result<Stats, RunError> {
     let quit = Arc::clone(&signals.quit);
+    let (restored, first_version) = restore_state(config, opts, cpus)?;
+    let config = &restored;
     let nworkers = config.workers.lcores.len();
     for &l in &config.workers.lcores {
         if !eal.lcore_enabled(l) {
@@ -515,7 +517,7 @@ fn run_with_eal(
     let macs: Vec<MacAddr> = interfaces.iter().map(|i| i.mac).collect();
     let datapath = Arc::new(Datapath::new(interfaces));
     let mut slots = first_slots(config);
-    let compiled = services::compile_all(config, 1, &mut slots).map_err(|e| {
+    let compiled = services::compile_all(config, first_version, &mut slots).map_err(|e| {
         RunError::Io(format!(
             "{} = {}: {}",
             e.key,
@@ -645,6 +647,51 @@ fn run_with_eal(
         write_stats(path, &stats)?;
     }
     Ok(stats)
+}
+
+/// With a state directory: the last accepted version it holds (and its
+/// number), or, when it is empty, the config file's tables, which seed it.
+fn restore_state(
+    config: &Config,
+    opts: &RunOptions,
+    cpus: &[u32],
+) -> Result<(Config, u64), RunError> {
+    let Some(dir) = config.control.as_ref().and_then(|c| c.state_dir.clone()) else {
+        return Ok((config.clone(), 1));
+    };
+    let bad = |e: String| RunError::Io(format!("control.state_dir = {}: {e}", dir.display()));
+    match state::restore(&dir).map_err(|e| bad(e.to_string()))? {
+        Some(p) => {
+            let restored = state::config_from_persisted(config, &p, cpus)
+                .and_then(|c| {
+                    c.validate(cpus).map_err(|e| state::ChangeError {
+                        key: e.key().to_string(),
+                        value: e.value().map(str::to_string),
+                        message: e.message().to_string(),
+                    })?;
+                    Ok(c)
+                })
+                .map_err(|e| bad(format!("the kept version {} does not load: {e}", p.version)))?;
+            info!(version = p.version, dir = %dir.display(), "restored the last accepted version");
+            Ok((restored, p.version))
+        }
+        None => {
+            let body = match &opts.config_path {
+                Some(path) => std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?,
+                None => String::new(),
+            };
+            state::persist(
+                &dir,
+                &state::Persisted {
+                    version: 1,
+                    format: "toml".into(),
+                    body,
+                },
+            )
+            .map_err(|e| bad(e.to_string()))?;
+            Ok((config.clone(), 1))
+        }
+    }
 }
 
 /// Counter room for a run that starts with `config`, with space to grow.

@@ -242,6 +242,7 @@ fn sigterm_stops_cleanly_with_complete_pcaps() {
         ])]);
     let config = topo.prepare();
     let child = topo.command(&config).spawn().unwrap();
+    let _guard = harness::KillOnPanic::new(&child, &topo.prefix);
     // Wait until all three replies are in the output pcap, then signal.
     let start = Instant::now();
     let out_path = topo.output_path("client");

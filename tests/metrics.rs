@@ -116,6 +116,7 @@ fn metrics_and_stats_are_served_while_running() {
     let mut cmd = topo.command(&config);
     cmd.stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
     let child = cmd.spawn().unwrap();
+    let _guard = harness::KillOnPanic::new(&child, &topo.prefix);
 
     // Where the control thread listens (port 0: the kernel picked one).
     let start = Instant::now();

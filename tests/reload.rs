@@ -120,6 +120,7 @@ fn sighup_publishes_a_new_version_without_losing_packets() {
         .stderr(Stdio::from(File::create(&log).unwrap()))
         .spawn()
         .unwrap();
+    let _guard = harness::KillOnPanic::new(&child, &prefix);
     let pid = Pid::from_raw(child.id() as i32);
     wait_for(&log, "seqd ready");
 

@@ -124,6 +124,7 @@ listen = "127.0.0.1:0"
         .stderr(Stdio::from(File::create(&log).unwrap()))
         .spawn()
         .unwrap();
+    let _guard = harness::KillOnPanic::new(&child, &prefix);
     let text = wait_for(&log, "control listening");
     let addr = text
         .lines()
@@ -230,4 +231,155 @@ listen = "127.0.0.1:0"
         service("stays") + service("closes") + denied + no_service,
         rx
     );
+}
+
+fn start(conf: &Path, log: &Path) -> (std::process::Child, String) {
+    let child = Command::new(SEQD)
+        .args(["--config", conf.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(File::create(log).unwrap()))
+        .spawn()
+        .unwrap();
+    let text = wait_for(log, "control listening");
+    let addr = text
+        .lines()
+        .find(|l| l.contains("control listening"))
+        .and_then(|l| l.split("addr=").nth(1))
+        .and_then(|a| a.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    (child, addr)
+}
+
+/// Version `n` of the provisioner's table: services s0..=s{n}.
+fn numbered_tables(n: usize) -> Value {
+    let services: Vec<Value> = (0..=n)
+        .map(|i| {
+            json!({ "name": format!("s{i}"), "ip": format!("100.64.{}.{}", i / 200, i % 200 + 1),
+                    "port": [ { "port": 80, "hops": ["web1"] } ] })
+        })
+        .collect();
+    json!({
+        "client": { "interface": "wire", "gateway": "10.0.255.254", "gateway_mac": "02:00:00:00:fe:fe" },
+        "device": [ { "name": "web1", "interface": "wire", "mac": "52:54:00:00:00:31" } ],
+        "service": services
+    })
+}
+
+#[test]
+fn every_acknowledged_change_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.pcap");
+    write_pcap(&input, &[vec![0xff; 60]]);
+    let prefix = file_prefix();
+    let state = dir.path().join("state");
+    let conf = dir.path().join("seqd.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"[eal]
+cores = "0-1"
+memory_mb = 128
+mbufs = 2047
+file_prefix = "{prefix}"
+[[interface]]
+name = "wire"
+device = "net_pcap0,rx_pcap={}"
+ipv4 = "10.0.0.1/16"
+mac = "02:00:00:00:00:01"
+[workers]
+lcores = [1]
+[control]
+listen = "127.0.0.1:0"
+state_dir = "{}"
+"#,
+            input.display(),
+            state.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("seqd.log");
+    let (mut child, addr) = start(&conf, &log);
+    let _guard = harness::KillOnPanic::new(&child, &prefix);
+    // A stream of updates; remember the last one acknowledged.
+    let pusher = {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            let mut last_ok = None;
+            for n in 0..10_000 {
+                let body = numbered_tables(n).to_string();
+                let Ok(mut s) = TcpStream::connect(&addr) else {
+                    break;
+                };
+                let req = format!(
+                    "PUT /v1/tables HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                if s.write_all(req.as_bytes()).is_err() {
+                    break;
+                }
+                let mut out = String::new();
+                if s.read_to_string(&mut out).is_err()
+                    || out.split_whitespace().nth(1) != Some("200")
+                {
+                    break;
+                }
+                let v: Value = serde_json::from_str(out.split_once("\r\n\r\n").unwrap().1).unwrap();
+                last_ok = Some((n, v["version"].as_u64().unwrap()));
+            }
+            last_ok
+        })
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_timeout(&mut child, Duration::from_secs(30)).expect("killed");
+    let (n, version) = pusher
+        .join()
+        .unwrap()
+        .expect("some updates were acknowledged");
+    // A killed primary leaves its runtime directory: ours to clean.
+    let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&prefix));
+
+    let log2 = dir.path().join("seqd2.log");
+    let (mut child, addr) = start(&conf, &log2);
+    let _guard2 = harness::KillOnPanic::new(&child, &prefix);
+    let text = std::fs::read_to_string(&log2).unwrap();
+    assert!(
+        text.contains("restored the last accepted version"),
+        "{text}"
+    );
+    let (_, body) = http(&addr, "GET", "/v1/versions", "");
+    let versions: Value = serde_json::from_str(&body).unwrap();
+    let restored = versions[0]["version"].as_u64().unwrap();
+    // The acknowledged version, or one more whose reply the kill cut off.
+    assert!(
+        restored == version || restored == version + 1,
+        "acked {version}, restored {restored}"
+    );
+    let (_, body) = http(&addr, "GET", "/v1/stats", "");
+    let stats: Value = serde_json::from_str(&body).unwrap();
+    let names: Vec<&str> = stats["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["service"].as_str().unwrap())
+        .collect();
+    for i in 0..=n {
+        assert!(
+            names.contains(&format!("s{i}").as_str()),
+            "s{i} (acknowledged) is missing after restart"
+        );
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = wait_timeout(&mut child, Duration::from_secs(30)).expect("exits");
+    assert!(status.success());
 }

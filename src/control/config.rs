@@ -173,12 +173,17 @@ pub struct WorkersConfig {
 pub struct ControlConfig {
     #[serde(default = "default_listen", deserialize_with = "de_socket_addr")]
     pub listen: SocketAddr,
+    /// Where every accepted version is kept, so a restart comes back with
+    /// the last one (the TOML file's tables seed an empty directory).
+    #[serde(default)]
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ControlConfig {
     fn default() -> Self {
         ControlConfig {
             listen: default_listen(),
+            state_dir: None,
         }
     }
 }

@@ -68,6 +68,93 @@ pub struct TablesBody {
     pub acls: Vec<AclConfig>,
 }
 
+/// The last accepted version as kept in the state directory: the text that
+/// was accepted, so a restart compiles exactly the same tables.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Persisted {
+    pub version: u64,
+    /// "json": a `/v1/tables` body; "toml": a whole config file.
+    pub format: String,
+    pub body: String,
+}
+
+const STATE_FILE: &str = "tables.json";
+
+/// Writes `p` into `dir` atomically: a temporary file, fsync, rename, and
+/// fsync of the directory, so a crash leaves the old or the new version.
+pub fn persist(dir: &Path, p: &Persisted) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!("{STATE_FILE}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(
+        serde_json::to_string(p)
+            .map_err(std::io::Error::other)?
+            .as_bytes(),
+    )?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, dir.join(STATE_FILE))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// The last accepted version in `dir`, if there is one.
+pub fn restore(dir: &Path) -> std::io::Result<Option<Persisted>> {
+    match std::fs::read_to_string(dir.join(STATE_FILE)) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| std::io::Error::other(format!("{}: {e}", dir.join(STATE_FILE).display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `config` with its tables replaced by what `p` holds.
+pub fn config_from_persisted(
+    config: &Config,
+    p: &Persisted,
+    cpus: &[u32],
+) -> Result<Config, ChangeError> {
+    match p.format.as_str() {
+        "json" => with_tables(config, p.body.as_bytes()),
+        "toml" => {
+            let whole =
+                Config::parse_with_cpus(&p.body, "state", cpus).map_err(|e| ChangeError {
+                    key: String::new(),
+                    value: None,
+                    message: e.to_string(),
+                })?;
+            let mut new = config.clone();
+            new.client = whole.client;
+            new.devices = whole.devices;
+            new.services = whole.services;
+            new.acls = whole.acls;
+            Ok(new)
+        }
+        other => Err(ChangeError {
+            key: "format".into(),
+            value: Some(other.into()),
+            message: "unknown state format".into(),
+        }),
+    }
+}
+
+/// `config` with its tables replaced by a JSON `/v1/tables` body.
+pub fn with_tables(config: &Config, body: &[u8]) -> Result<Config, ChangeError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let t: TablesBody = serde_path_to_error::deserialize(de).map_err(|e| ChangeError {
+        key: e.path().to_string(),
+        value: None,
+        message: e.inner().to_string(),
+    })?;
+    let mut new = config.clone();
+    new.client = t.client;
+    new.devices = t.devices;
+    new.services = t.services;
+    new.acls = t.acls;
+    Ok(new)
+}
+
 pub struct ControlState {
     current: Config,
     slots: Slots,
@@ -162,15 +249,36 @@ impl ControlState {
         })
     }
 
-    /// Validates, compiles and publishes `new` as the next version.
+    /// Validates, compiles, persists (with a state directory) and
+    /// publishes `new` as the next version. `source` is the accepted text
+    /// (format, body) that is kept for a restart.
     pub fn apply(
         &mut self,
         new: Config,
         origin: &'static str,
+        source: (&str, &str),
     ) -> Result<VersionRecord, ChangeError> {
         let started = Instant::now();
         let mut slots = self.slots.clone();
         let compiled = self.compile(&new, &mut slots)?;
+        // Kept before it is published: a reply of success means it survives a crash.
+        if let Some(dir) = self
+            .current
+            .control
+            .as_ref()
+            .and_then(|c| c.state_dir.as_ref())
+        {
+            let p = Persisted {
+                version: compiled.tables.version,
+                format: source.0.to_string(),
+                body: source.1.to_string(),
+            };
+            persist(dir, &p).map_err(|e| ChangeError {
+                key: "control.state_dir".into(),
+                value: Some(dir.display().to_string()),
+                message: format!("cannot keep the new version ({e}); nothing changed"),
+            })?;
+        }
         // Keep what ARP already learnt, so no packet waits for it again.
         compiled
             .tables
@@ -208,22 +316,11 @@ impl ControlState {
                 message: e.to_string(),
             },
         )?;
-        self.apply(new, "sighup")
+        self.apply(new, "sighup", ("toml", &text))
     }
 
     /// The running config with its tables replaced by a JSON body.
     pub fn with_tables(&self, body: &[u8]) -> Result<Config, ChangeError> {
-        let de = &mut serde_json::Deserializer::from_slice(body);
-        let t: TablesBody = serde_path_to_error::deserialize(de).map_err(|e| ChangeError {
-            key: e.path().to_string(),
-            value: None,
-            message: e.inner().to_string(),
-        })?;
-        let mut new = self.current.clone();
-        new.client = t.client;
-        new.devices = t.devices;
-        new.services = t.services;
-        new.acls = t.acls;
-        Ok(new)
+        with_tables(&self.current, body)
     }
 }

@@ -478,3 +478,33 @@ pub fn check_config_text(text: &str) -> (i32, String) {
     std::fs::write(&path, text).unwrap();
     check_config_file(&path)
 }
+
+/// Kills a seqd a test started if the test fails before it could stop it,
+/// and removes its EAL runtime directory, so a failing test leaves nothing
+/// running or behind.
+pub struct KillOnPanic {
+    pid: u32,
+    prefix: String,
+}
+
+impl KillOnPanic {
+    pub fn new(child: &Child, prefix: &str) -> Self {
+        KillOnPanic {
+            pid: child.id(),
+            prefix: prefix.to_string(),
+        }
+    }
+}
+
+impl Drop for KillOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            std::thread::sleep(Duration::from_millis(100));
+            let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&self.prefix));
+        }
+    }
+}
