@@ -153,6 +153,8 @@ pub struct WorkerStats {
     pub arp_learned: u64,
     pub busy_cycles: u64,
     pub total_cycles: u64,
+    /// The table version the worker runs.
+    pub table_version: u64,
 }
 
 /// Everything seqd counted, as written to `--stats-file`.
@@ -334,6 +336,7 @@ fn collect_stats(
             arp_learned: w.arp_learned.get(),
             busy_cycles: w.busy_cycles.get(),
             total_cycles: w.total_cycles.get(),
+            table_version: w.table_version.get(),
         })
         .collect();
     let drops = DropReason::ALL

@@ -167,6 +167,19 @@ listen = "127.0.0.1:0"
     let (code, body) = http(&addr, "PUT", "/v1/tables", &v2.to_string());
     assert_eq!(code, 200, "{body}");
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["version"], 2);
+    // From the reply to every worker running version 2 (reported, not asserted).
+    let replied = Instant::now();
+    loop {
+        let (_, m) = http(&addr, "GET", "/metrics", "");
+        if m.contains(r#"seqd_worker_table_version{lcore="1"} 2"#) {
+            break;
+        }
+        assert!(
+            replied.elapsed() < Duration::from_secs(10),
+            "the worker never took version 2"
+        );
+    }
+    eprintln!("reply to all workers on version 2: {:?}", replied.elapsed());
     std::thread::sleep(Duration::from_millis(300));
     // Version 3: "closes" gets a deny-all ACL; "stays" must lose nothing.
     let mut v3 = v2.clone();

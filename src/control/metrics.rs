@@ -224,7 +224,22 @@ pub fn render(stats: &Stats, publish_seconds: &Histogram) -> String {
         busy.with_label_values(&[&w.lcore.to_string()])
             .set(w.busy_cycles as f64 / w.total_cycles.max(1) as f64);
     }
-    let version = IntGauge::new("seqd_table_version", "The table version the workers run.")
+    let running = GaugeVec::new(
+        Opts::new(
+            "seqd_worker_table_version",
+            "The table version a worker runs.",
+        ),
+        &["lcore"],
+    )
+    .expect("valid metric");
+    reg.register(Box::new(running.clone()))
+        .expect("unique metric");
+    for w in &stats.workers {
+        running
+            .with_label_values(&[&w.lcore.to_string()])
+            .set(w.table_version as f64);
+    }
+    let version = IntGauge::new("seqd_table_version", "The table version last published.")
         .expect("valid metric");
     reg.register(Box::new(version.clone()))
         .expect("unique metric");

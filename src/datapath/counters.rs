@@ -103,6 +103,8 @@ pub struct WorkerCounters {
     pub total_cycles: Counter,
     /// TSC of the last burst that carried packets (used to detect idleness).
     pub last_rx_tsc: Counter,
+    /// The table version this worker runs (a gauge).
+    pub table_version: Counter,
     drops: [Counter; DropReason::COUNT],
     /// Per service port (index of the compiled port).
     pub services: Box<[ServiceCounters]>,

@@ -161,9 +161,11 @@ impl Worker {
             self.send_arp_requests(last_drain, hz, c);
         }
         let mut loop_start = last_drain;
+        c.table_version.set(self.tables.version);
         while !self.quit.load(Ordering::Relaxed) {
             if self.published.version() != self.tables.version {
                 self.tables = self.published.load(self.index);
+                c.table_version.set(self.tables.version);
             }
             let mut busy = false;
             for r in 0..self.rx.len() {
