@@ -457,7 +457,7 @@ fn run_with_eal(
     cpus: &[u32],
 ) -> Result<Stats, RunError> {
     let quit = Arc::clone(&signals.quit);
-    let (restored, first_version) = restore_state(config, opts, cpus)?;
+    let (restored, first_version) = restore_state(config, cpus)?;
     let config = &restored;
     let nworkers = config.workers.lcores.len();
     for &l in &config.workers.lcores {
@@ -654,11 +654,7 @@ fn run_with_eal(
 
 /// With a state directory: the last accepted version it holds (and its
 /// number), or, when it is empty, the config file's tables, which seed it.
-fn restore_state(
-    config: &Config,
-    opts: &RunOptions,
-    cpus: &[u32],
-) -> Result<(Config, u64), RunError> {
+fn restore_state(config: &Config, cpus: &[u32]) -> Result<(Config, u64), RunError> {
     let Some(dir) = config.control.as_ref().and_then(|c| c.state_dir.clone()) else {
         return Ok((config.clone(), 1));
     };
@@ -679,19 +675,8 @@ fn restore_state(
             Ok((restored, p.version))
         }
         None => {
-            let body = match &opts.config_path {
-                Some(path) => std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?,
-                None => String::new(),
-            };
-            state::persist(
-                &dir,
-                &state::Persisted {
-                    version: 1,
-                    format: "toml".into(),
-                    body,
-                },
-            )
-            .map_err(|e| bad(e.to_string()))?;
+            state::persist(&dir, &state::TablesBody::persisted(config, 1))
+                .map_err(|e| bad(e.to_string()))?;
             Ok((config.clone(), 1))
         }
     }

@@ -20,21 +20,21 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::config::Config;
 use super::services::CompileError;
 use super::slots::Slots;
 use crate::acl::{AclTable, Action, PortRange, Protocol, Rule, SrcPrefix, TcpFlagsMatch};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ActionConfig {
     Allow,
     Deny,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum AclProtocolConfig {
     #[default]
@@ -45,14 +45,14 @@ pub enum AclProtocolConfig {
 }
 
 /// A port, written as a number or a string "p" / "lo-hi".
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum PortsConfig {
     One(u16),
     Text(String),
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TcpFlagsConfig {
     #[serde(default)]
@@ -61,30 +61,30 @@ pub struct TcpFlagsConfig {
     pub clear: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AclRuleConfig {
     pub priority: u32,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub src: Option<String>,
     #[serde(default)]
     pub protocol: AclProtocolConfig,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dst_ports: Option<PortsConfig>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub src_ports: Option<PortsConfig>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp_flags: Option<TcpFlagsConfig>,
     pub action: ActionConfig,
 }
 
 /// One `[[acl]]`: the rules of one interface, for one service or (without
 /// `service`) for every service there.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AclConfig {
     pub interface: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
     pub default: ActionConfig,
     #[serde(rename = "rule", default)]

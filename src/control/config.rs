@@ -177,6 +177,23 @@ pub struct ControlConfig {
     /// the last one (the TOML file's tables seed an empty directory).
     #[serde(default)]
     pub state_dir: Option<std::path::PathBuf>,
+    /// Bearer tokens allowed everything. With no token at all (admin or
+    /// tenant), the API is open: keep `listen` on loopback then.
+    #[serde(default)]
+    pub admin_tokens: Vec<String>,
+    /// Tenants: each token sees and changes only its own services' ACLs
+    /// and statistics.
+    #[serde(rename = "tenant", default)]
+    pub tenants: Vec<TenantConfig>,
+}
+
+/// One `[[control.tenant]]`: a customer's API token and its services.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub name: String,
+    pub token: String,
+    pub services: Vec<String>,
 }
 
 impl Default for ControlConfig {
@@ -184,6 +201,8 @@ impl Default for ControlConfig {
         ControlConfig {
             listen: default_listen(),
             state_dir: None,
+            admin_tokens: Vec::new(),
+            tenants: Vec::new(),
         }
     }
 }
@@ -971,7 +990,37 @@ impl Config {
     }
 
     fn check_control(&self, _cpus: &[u32]) -> Result<(), Invalid> {
-        // `listen` is fully checked by its type; nothing else to check yet.
+        let Some(c) = &self.control else {
+            return Ok(());
+        };
+        let mut seen = std::collections::HashSet::new();
+        for (i, t) in c.admin_tokens.iter().enumerate() {
+            if t.len() < 16 || !seen.insert(t.as_str()) {
+                return Err(invalid(
+                    format!("control.admin_tokens[{i}]"),
+                    "\"…\"",
+                    "tokens must be unique and at least 16 characters",
+                ));
+            }
+        }
+        for (i, t) in c.tenants.iter().enumerate() {
+            if t.token.len() < 16 || !seen.insert(t.token.as_str()) {
+                return Err(invalid(
+                    format!("control.tenant[{i}].token"),
+                    "\"…\"",
+                    "tokens must be unique and at least 16 characters",
+                ));
+            }
+            for (j, s) in t.services.iter().enumerate() {
+                if !self.services.iter().any(|x| &x.name == s) {
+                    return Err(invalid(
+                        format!("control.tenant[{i}].services[{j}]"),
+                        quoted(s),
+                        "no [[service]] has this name",
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 

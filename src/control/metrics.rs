@@ -291,8 +291,7 @@ fn rest_routes(
         .map(move |body: bytes::Bytes| {
             let mut s = st.lock();
             let change = s.with_tables(&body);
-            let body = String::from_utf8_lossy(&body);
-            reply(change.and_then(|c| s.apply(c, "rest", ("json", &body))))
+            reply(change.and_then(|c| s.apply(c, "rest")))
         });
     let st = Arc::clone(&state);
     let validate = warp::path!("v1" / "validate")

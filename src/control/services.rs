@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::acls::{DefaultInfo, RuleInfo};
 use super::config::{de_ipv4, de_opt_ipv4, de_opt_mac, Config};
@@ -21,18 +21,22 @@ use crate::datapath::tables::{
 };
 
 /// `[client]`: the interface toward the router, and the gateway behind it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
     pub interface: String,
     #[serde(deserialize_with = "de_ipv4")]
     pub gateway: Ipv4Addr,
     /// Static gateway MAC; without it the gateway is resolved by ARP.
-    #[serde(default, deserialize_with = "de_opt_mac")]
+    #[serde(
+        default,
+        deserialize_with = "de_opt_mac",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gateway_mac: Option<MacAddr>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ModeConfig {
     Loopback,
@@ -42,28 +46,40 @@ pub enum ModeConfig {
 }
 
 /// One `[[device]]`: an appliance or server seqd steers packets through.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceConfig {
     pub name: String,
     #[serde(default)]
     pub mode: ModeConfig,
     pub interface: String,
-    #[serde(default, deserialize_with = "de_opt_mac")]
+    #[serde(
+        default,
+        deserialize_with = "de_opt_mac",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mac: Option<MacAddr>,
-    #[serde(default, deserialize_with = "de_opt_ipv4")]
+    #[serde(
+        default,
+        deserialize_with = "de_opt_ipv4",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ipv4: Option<Ipv4Addr>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vlan: Option<u16>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_interface: Option<String>,
-    #[serde(default, deserialize_with = "de_opt_mac")]
+    #[serde(
+        default,
+        deserialize_with = "de_opt_mac",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub server_mac: Option<MacAddr>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_vlan: Option<u16>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ProtocolConfig {
     #[default]
@@ -73,7 +89,7 @@ pub enum ProtocolConfig {
 }
 
 /// One `[[service]]`: a service IP and its ports.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
     pub name: String,
@@ -84,7 +100,7 @@ pub struct ServiceConfig {
 }
 
 /// One `[[service.port]]`: a service port and its sequence.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServicePortConfig {
     pub port: u16,
@@ -93,11 +109,11 @@ pub struct ServicePortConfig {
     pub hops: Vec<String>,
     #[serde(default)]
     pub copies: BTreeMap<String, Vec<String>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts_to: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub translate_to: Option<u16>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dynamic_ports: Option<String>,
 }
 

@@ -55,10 +55,10 @@ pub struct VersionRecord {
 
 /// The tables part of a config, as the provisioner sends it in JSON: the
 /// same keys as the TOML file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TablesBody {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<ClientConfig>,
     #[serde(rename = "device", default)]
     pub devices: Vec<DeviceConfig>,
@@ -153,6 +153,27 @@ pub fn with_tables(config: &Config, body: &[u8]) -> Result<Config, ChangeError> 
     new.services = t.services;
     new.acls = t.acls;
     Ok(new)
+}
+
+impl TablesBody {
+    /// The tables part of `config`.
+    pub fn of(config: &Config) -> TablesBody {
+        TablesBody {
+            client: config.client.clone(),
+            devices: config.devices.clone(),
+            services: config.services.clone(),
+            acls: config.acls.clone(),
+        }
+    }
+
+    /// As kept in the state directory.
+    pub fn persisted(config: &Config, version: u64) -> Persisted {
+        Persisted {
+            version,
+            format: "json".into(),
+            body: serde_json::to_string(&TablesBody::of(config)).expect("config serializes"),
+        }
+    }
 }
 
 pub struct ControlState {
@@ -250,13 +271,11 @@ impl ControlState {
     }
 
     /// Validates, compiles, persists (with a state directory) and
-    /// publishes `new` as the next version. `source` is the accepted text
-    /// (format, body) that is kept for a restart.
+    /// publishes `new` as the next version.
     pub fn apply(
         &mut self,
         new: Config,
         origin: &'static str,
-        source: (&str, &str),
     ) -> Result<VersionRecord, ChangeError> {
         let started = Instant::now();
         let mut slots = self.slots.clone();
@@ -268,15 +287,12 @@ impl ControlState {
             .as_ref()
             .and_then(|c| c.state_dir.as_ref())
         {
-            let p = Persisted {
-                version: compiled.tables.version,
-                format: source.0.to_string(),
-                body: source.1.to_string(),
-            };
-            persist(dir, &p).map_err(|e| ChangeError {
-                key: "control.state_dir".into(),
-                value: Some(dir.display().to_string()),
-                message: format!("cannot keep the new version ({e}); nothing changed"),
+            persist(dir, &TablesBody::persisted(&new, compiled.tables.version)).map_err(|e| {
+                ChangeError {
+                    key: "control.state_dir".into(),
+                    value: Some(dir.display().to_string()),
+                    message: format!("cannot keep the new version ({e}); nothing changed"),
+                }
             })?;
         }
         // Keep what ARP already learnt, so no packet waits for it again.
@@ -316,7 +332,7 @@ impl ControlState {
                 message: e.to_string(),
             },
         )?;
-        self.apply(new, "sighup", ("toml", &text))
+        self.apply(new, "sighup")
     }
 
     /// The running config with its tables replaced by a JSON body.

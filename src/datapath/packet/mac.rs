@@ -69,6 +69,14 @@ impl fmt::Display for ParseMacError {
 
 impl std::error::Error for ParseMacError {}
 
+// As "aa:bb:cc:dd:ee:ff", the form the config reads: what seqd keeps of a
+// config (its state directory) reads back the same.
+impl serde::Serialize for MacAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl FromStr for MacAddr {
     type Err = ParseMacError;
 
