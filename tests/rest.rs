@@ -396,3 +396,204 @@ state_dir = "{}"
     let status = wait_timeout(&mut child, Duration::from_secs(30)).expect("exits");
     assert!(status.success());
 }
+
+/// A request with a bearer token (or none).
+fn http_as(addr: &str, token: Option<&str>, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: seqd\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").expect("an HTTP response");
+    (
+        head.split_whitespace().nth(1).unwrap().parse().unwrap(),
+        body.to_string(),
+    )
+}
+
+#[test]
+fn tokens_scope_what_tenants_see_and_change() {
+    const ADMIN: &str = "admin-token-0123456789";
+    const ACME: &str = "tenant-acme-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.pcap");
+    write_pcap(&input, &[vec![0xff; 60]]);
+    let prefix = file_prefix();
+    let conf = dir.path().join("seqd.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"[eal]
+cores = "0-1"
+memory_mb = 128
+mbufs = 2047
+file_prefix = "{prefix}"
+[[interface]]
+name = "wire"
+device = "net_pcap0,rx_pcap={}"
+ipv4 = "10.0.0.1/16"
+mac = "02:00:00:00:00:01"
+[workers]
+lcores = [1]
+[client]
+interface = "wire"
+gateway = "10.0.255.254"
+gateway_mac = "02:00:00:00:fe:fe"
+[[device]]
+name = "web1"
+interface = "wire"
+mac = "52:54:00:00:00:31"
+[[service]]
+name = "stays"
+ip = "100.64.0.1"
+[[service.port]]
+port = 80
+hops = ["web1"]
+[[service]]
+name = "closes"
+ip = "100.64.0.2"
+[[service.port]]
+port = 80
+hops = ["web1"]
+[control]
+listen = "127.0.0.1:0"
+admin_tokens = ["{ADMIN}"]
+[[control.tenant]]
+name = "acme"
+token = "{ACME}"
+services = ["stays"]
+"#,
+            input.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("seqd.log");
+    let (mut child, addr) = start(&conf, &log);
+    let _guard = harness::KillOnPanic::new(&child, &prefix);
+
+    let rules = json!([{ "interface": "wire", "default": "deny",
+                         "rule": [{ "priority": 10, "src": "198.18.0.0/16", "action": "allow" }] }]);
+    assert_eq!(http_as(&addr, None, "GET", "/v1/stats", "").0, 401);
+    assert_eq!(
+        http_as(
+            &addr,
+            Some("wrong-token-0123456789"),
+            "GET",
+            "/v1/stats",
+            ""
+        )
+        .0,
+        401
+    );
+    assert_eq!(http_as(&addr, Some(ACME), "GET", "/v1/versions", "").0, 403);
+    assert_eq!(http_as(&addr, Some(ACME), "PUT", "/v1/tables", "{}").0, 403);
+    assert_eq!(
+        http_as(&addr, Some(ACME), "POST", "/v1/validate", "{}").0,
+        403
+    );
+    assert_eq!(
+        http_as(
+            &addr,
+            Some(ACME),
+            "PUT",
+            "/v1/services/closes/acl",
+            &rules.to_string()
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        http_as(
+            &addr,
+            None,
+            "PUT",
+            "/v1/services/stays/acl",
+            &rules.to_string()
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        http_as(&addr, Some(ADMIN), "PUT", "/v1/services/nope/acl", "[]").0,
+        404
+    );
+    // The tenant edits its own service's rules.
+    let (code, body) = http_as(
+        &addr,
+        Some(ACME),
+        "PUT",
+        "/v1/services/stays/acl",
+        &rules.to_string(),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["version"], 2);
+    let mut bad = rules.clone();
+    bad[0]["rule"][0]["src"] = json!("198.18.0.0/33");
+    let (code, body) = http_as(
+        &addr,
+        Some(ACME),
+        "PUT",
+        "/v1/services/stays/acl",
+        &bad.to_string(),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("198.18.0.0/33"), "{body}");
+    let mut other = rules.clone();
+    other[0]["service"] = json!("closes");
+    assert_eq!(
+        http_as(
+            &addr,
+            Some(ACME),
+            "PUT",
+            "/v1/services/stays/acl",
+            &other.to_string()
+        )
+        .0,
+        400
+    );
+    // The tenant sees its own service and rules only.
+    let (code, body) = http_as(&addr, Some(ACME), "GET", "/v1/stats", "");
+    assert_eq!(code, 200);
+    let s: Value = serde_json::from_str(&body).unwrap();
+    let names: Vec<_> = s["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["service"].clone())
+        .collect();
+    assert_eq!(names, vec![json!("stays")]);
+    assert_eq!(s["acl_defaults"].as_array().unwrap().len(), 1);
+    assert!(s["devices"].as_array().unwrap().is_empty());
+    let (_, body) = http_as(&addr, Some(ADMIN), "GET", "/v1/stats", "");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["services"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let (code, body) = http_as(&addr, Some(ADMIN), "GET", "/v1/versions", "");
+    assert_eq!(code, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(wait_timeout(&mut child, Duration::from_secs(30))
+        .expect("exits")
+        .success());
+}

@@ -228,6 +228,40 @@ impl ControlState {
         }
     }
 
+    /// The running config.
+    pub fn current(&self) -> &Config {
+        &self.current
+    }
+
+    /// The running config with `service`'s ACLs (on every interface)
+    /// replaced by a JSON array of `[[acl]]` entries; each may leave out
+    /// `service` or must name this one.
+    pub fn with_service_acls(&self, service: &str, body: &[u8]) -> Result<Config, ChangeError> {
+        let de = &mut serde_json::Deserializer::from_slice(body);
+        let acls: Vec<AclConfig> =
+            serde_path_to_error::deserialize(de).map_err(|e| ChangeError {
+                key: e.path().to_string(),
+                value: None,
+                message: e.inner().to_string(),
+            })?;
+        let mut new = self.current.clone();
+        new.acls.retain(|a| a.service.as_deref() != Some(service));
+        for (i, mut a) in acls.into_iter().enumerate() {
+            match &a.service {
+                Some(s) if s != service => {
+                    return Err(ChangeError {
+                        key: format!("[{i}].service"),
+                        value: Some(format!("{s:?}")),
+                        message: format!("only {service:?}'s rules can be set here"),
+                    })
+                }
+                _ => a.service = Some(service.to_string()),
+            }
+            new.acls.push(a);
+        }
+        Ok(new)
+    }
+
     pub fn versions(&self) -> &[VersionRecord] {
         &self.versions
     }
