@@ -5,7 +5,6 @@
 
 mod harness;
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -68,17 +67,11 @@ fn tcp(
     out
 }
 
+/// GET `path`, expecting 200; the body.
 fn get(addr: &str, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: seqd\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(
-        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
-        "{head}"
-    );
-    body.to_string()
+    let (code, body) = harness::http(addr, None, "GET", path, "");
+    assert_eq!(code, 200, "{path}: {body}");
+    body
 }
 
 /// The value of the sample whose name and labels are exactly `series`.
@@ -119,25 +112,8 @@ fn metrics_and_stats_are_served_while_running() {
     let _guard = harness::KillOnPanic::new(&child, &topo.prefix);
 
     // Where the control thread listens (port 0: the kernel picked one).
+    let addr = harness::control_addr(&log);
     let start = Instant::now();
-    let addr = loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(l) = text.lines().find(|l| l.contains("control listening")) {
-            break l
-                .split("addr=")
-                .nth(1)
-                .unwrap()
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .to_string();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no control address logged:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
     // Wait until the replay went through: 2 frames to web1, 1 to the gateway.
     while count_written(&topo.output_path("devices")) < 2
         || count_written(&topo.output_path("client")) < 1

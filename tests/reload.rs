@@ -7,7 +7,7 @@ mod harness;
 use std::fs::File;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use etherparse::PacketBuilder;
 use harness::{file_prefix, wait_timeout, write_pcap, SEQD};
@@ -68,21 +68,6 @@ hops = ["web2"]
     )
 }
 
-fn wait_for(log: &Path, needle: &str) -> String {
-    let start = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.contains(needle) {
-            return text;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{needle:?} not logged within 30 s:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn sighup_publishes_a_new_version_without_losing_packets() {
     let dir = tempfile::tempdir().unwrap();
@@ -122,7 +107,7 @@ fn sighup_publishes_a_new_version_without_losing_packets() {
         .unwrap();
     let _guard = harness::KillOnPanic::new(&child, &prefix);
     let pid = Pid::from_raw(child.id() as i32);
-    wait_for(&log, "seqd ready");
+    harness::wait_for_log(&log, "seqd ready");
 
     // A config that does not compile: refused, version 1 keeps running.
     std::fs::write(
@@ -135,7 +120,7 @@ fn sighup_publishes_a_new_version_without_losing_packets() {
     )
     .unwrap();
     kill(pid, Signal::SIGHUP).unwrap();
-    let text = wait_for(&log, "reload refused");
+    let text = harness::wait_for_log(&log, "reload refused");
     assert!(
         text.contains("acl[0].interface") && text.contains("nope"),
         "{text}"
@@ -152,7 +137,7 @@ fn sighup_publishes_a_new_version_without_losing_packets() {
     )
     .unwrap();
     kill(pid, Signal::SIGHUP).unwrap();
-    wait_for(&log, "published version 2");
+    harness::wait_for_log(&log, "published version 2");
     std::thread::sleep(Duration::from_millis(300));
     kill(pid, Signal::SIGTERM).unwrap();
     let status = wait_timeout(&mut child, Duration::from_secs(30)).expect("seqd exits");

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use etherparse::PacketBuilder;
-use harness::{file_prefix, wait_timeout, write_pcap, SEQD};
+use harness::{file_prefix, http, wait_timeout, write_pcap, SEQD};
 use serde_json::{json, Value};
 
 const WIRE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
@@ -32,37 +32,6 @@ fn tables(acl: Value) -> Value {
         ],
         "acl": acl
     })
-}
-
-/// One HTTP/1.0 request; returns (status code, body).
-fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: seqd\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").expect("an HTTP response");
-    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (code, body.to_string())
-}
-
-fn wait_for(log: &Path, needle: &str) -> String {
-    let start = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.contains(needle) {
-            return text;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{needle:?} not logged:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -125,24 +94,23 @@ listen = "127.0.0.1:0"
         .spawn()
         .unwrap();
     let _guard = harness::KillOnPanic::new(&child, &prefix);
-    let text = wait_for(&log, "control listening");
-    let addr = text
-        .lines()
-        .find(|l| l.contains("control listening"))
-        .and_then(|l| l.split("addr=").nth(1))
-        .and_then(|a| a.split_whitespace().next())
-        .unwrap()
-        .to_string();
+    let addr = harness::control_addr(&log);
     // A sequence naming a device that does not exist: refused, naming the
     // JSON path; then a body of the wrong type.
     let mut bad = tables(json!([]));
     bad["service"][0]["port"][0]["hops"] = json!(["web9"]);
-    let (code, body) = http(&addr, "PUT", "/v1/tables", &bad.to_string());
+    let (code, body) = http(&addr, None, "PUT", "/v1/tables", &bad.to_string());
     assert_eq!(code, 400, "{body}");
     let err: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(err["key"], "service[0].port[0].hops[0]", "{body}");
     assert!(err["error"].as_str().unwrap().contains("web9"), "{body}");
-    let (code, body) = http(&addr, "PUT", "/v1/tables", r#"{"service": [{"name": 5}]}"#);
+    let (code, body) = http(
+        &addr,
+        None,
+        "PUT",
+        "/v1/tables",
+        r#"{"service": [{"name": 5}]}"#,
+    );
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("service[0].name"), "{body}");
 
@@ -151,9 +119,9 @@ listen = "127.0.0.1:0"
     for s in 0..2 {
         v2["service"][s]["port"][0]["protocol"] = json!("udp");
     }
-    let (code, body) = http(&addr, "POST", "/v1/validate", &v2.to_string());
+    let (code, body) = http(&addr, None, "POST", "/v1/validate", &v2.to_string());
     assert_eq!(code, 200, "{body}");
-    let (code, body) = http(&addr, "GET", "/v1/versions", "");
+    let (code, body) = http(&addr, None, "GET", "/v1/versions", "");
     assert_eq!(code, 200);
     assert_eq!(
         serde_json::from_str::<Value>(&body)
@@ -164,13 +132,13 @@ listen = "127.0.0.1:0"
         1,
         "validate publishes nothing"
     );
-    let (code, body) = http(&addr, "PUT", "/v1/tables", &v2.to_string());
+    let (code, body) = http(&addr, None, "PUT", "/v1/tables", &v2.to_string());
     assert_eq!(code, 200, "{body}");
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["version"], 2);
     // From the reply to every worker running version 2 (reported, not asserted).
     let replied = Instant::now();
     loop {
-        let (_, m) = http(&addr, "GET", "/metrics", "");
+        let (_, m) = http(&addr, None, "GET", "/metrics", "");
         if m.contains(r#"seqd_worker_table_version{lcore="1"} 2"#) {
             break;
         }
@@ -184,11 +152,11 @@ listen = "127.0.0.1:0"
     // Version 3: "closes" gets a deny-all ACL; "stays" must lose nothing.
     let mut v3 = v2.clone();
     v3["acl"] = json!([{ "interface": "wire", "service": "closes", "default": "deny" }]);
-    let (code, body) = http(&addr, "PUT", "/v1/tables", &v3.to_string());
+    let (code, body) = http(&addr, None, "PUT", "/v1/tables", &v3.to_string());
     assert_eq!(code, 200, "{body}");
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["version"], 3);
     std::thread::sleep(Duration::from_millis(300));
-    let (_, body) = http(&addr, "GET", "/v1/versions", "");
+    let (_, body) = http(&addr, None, "GET", "/v1/versions", "");
     let versions: Value = serde_json::from_str(&body).unwrap();
     let origins: Vec<_> = versions
         .as_array()
@@ -254,14 +222,7 @@ fn start(conf: &Path, log: &Path) -> (std::process::Child, String) {
         .stderr(Stdio::from(File::create(log).unwrap()))
         .spawn()
         .unwrap();
-    let text = wait_for(log, "control listening");
-    let addr = text
-        .lines()
-        .find(|l| l.contains("control listening"))
-        .and_then(|l| l.split("addr=").nth(1))
-        .and_then(|a| a.split_whitespace().next())
-        .unwrap()
-        .to_string();
+    let addr = harness::control_addr(log);
     (child, addr)
 }
 
@@ -366,7 +327,7 @@ state_dir = "{}"
         text.contains("restored the last accepted version"),
         "{text}"
     );
-    let (_, body) = http(&addr, "GET", "/v1/versions", "");
+    let (_, body) = http(&addr, None, "GET", "/v1/versions", "");
     let versions: Value = serde_json::from_str(&body).unwrap();
     let restored = versions[0]["version"].as_u64().unwrap();
     // The acknowledged version, or one more whose reply the kill cut off.
@@ -374,7 +335,7 @@ state_dir = "{}"
         restored == version || restored == version + 1,
         "acked {version}, restored {restored}"
     );
-    let (_, body) = http(&addr, "GET", "/v1/stats", "");
+    let (_, body) = http(&addr, None, "GET", "/v1/stats", "");
     let stats: Value = serde_json::from_str(&body).unwrap();
     let names: Vec<&str> = stats["services"]
         .as_array()
@@ -395,25 +356,6 @@ state_dir = "{}"
     .unwrap();
     let status = wait_timeout(&mut child, Duration::from_secs(30)).expect("exits");
     assert!(status.success());
-}
-
-/// A request with a bearer token (or none).
-fn http_as(addr: &str, token: Option<&str>, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: seqd\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").expect("an HTTP response");
-    (
-        head.split_whitespace().nth(1).unwrap().parse().unwrap(),
-        body.to_string(),
-    )
 }
 
 #[test]
@@ -478,9 +420,9 @@ services = ["stays"]
 
     let rules = json!([{ "interface": "wire", "default": "deny",
                          "rule": [{ "priority": 10, "src": "198.18.0.0/16", "action": "allow" }] }]);
-    assert_eq!(http_as(&addr, None, "GET", "/v1/stats", "").0, 401);
+    assert_eq!(http(&addr, None, "GET", "/v1/stats", "").0, 401);
     assert_eq!(
-        http_as(
+        http(
             &addr,
             Some("wrong-token-0123456789"),
             "GET",
@@ -490,14 +432,11 @@ services = ["stays"]
         .0,
         401
     );
-    assert_eq!(http_as(&addr, Some(ACME), "GET", "/v1/versions", "").0, 403);
-    assert_eq!(http_as(&addr, Some(ACME), "PUT", "/v1/tables", "{}").0, 403);
+    assert_eq!(http(&addr, Some(ACME), "GET", "/v1/versions", "").0, 403);
+    assert_eq!(http(&addr, Some(ACME), "PUT", "/v1/tables", "{}").0, 403);
+    assert_eq!(http(&addr, Some(ACME), "POST", "/v1/validate", "{}").0, 403);
     assert_eq!(
-        http_as(&addr, Some(ACME), "POST", "/v1/validate", "{}").0,
-        403
-    );
-    assert_eq!(
-        http_as(
+        http(
             &addr,
             Some(ACME),
             "PUT",
@@ -508,7 +447,7 @@ services = ["stays"]
         403
     );
     assert_eq!(
-        http_as(
+        http(
             &addr,
             None,
             "PUT",
@@ -519,11 +458,11 @@ services = ["stays"]
         401
     );
     assert_eq!(
-        http_as(&addr, Some(ADMIN), "PUT", "/v1/services/nope/acl", "[]").0,
+        http(&addr, Some(ADMIN), "PUT", "/v1/services/nope/acl", "[]").0,
         404
     );
     // The tenant edits its own service's rules.
-    let (code, body) = http_as(
+    let (code, body) = http(
         &addr,
         Some(ACME),
         "PUT",
@@ -534,7 +473,7 @@ services = ["stays"]
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["version"], 2);
     let mut bad = rules.clone();
     bad[0]["rule"][0]["src"] = json!("198.18.0.0/33");
-    let (code, body) = http_as(
+    let (code, body) = http(
         &addr,
         Some(ACME),
         "PUT",
@@ -546,7 +485,7 @@ services = ["stays"]
     let mut other = rules.clone();
     other[0]["service"] = json!("closes");
     assert_eq!(
-        http_as(
+        http(
             &addr,
             Some(ACME),
             "PUT",
@@ -557,7 +496,7 @@ services = ["stays"]
         400
     );
     // The tenant sees its own service and rules only.
-    let (code, body) = http_as(&addr, Some(ACME), "GET", "/v1/stats", "");
+    let (code, body) = http(&addr, Some(ACME), "GET", "/v1/stats", "");
     assert_eq!(code, 200);
     let s: Value = serde_json::from_str(&body).unwrap();
     let names: Vec<_> = s["services"]
@@ -569,7 +508,7 @@ services = ["stays"]
     assert_eq!(names, vec![json!("stays")]);
     assert_eq!(s["acl_defaults"].as_array().unwrap().len(), 1);
     assert!(s["devices"].as_array().unwrap().is_empty());
-    let (_, body) = http_as(&addr, Some(ADMIN), "GET", "/v1/stats", "");
+    let (_, body) = http(&addr, Some(ADMIN), "GET", "/v1/stats", "");
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap()["services"]
             .as_array()
@@ -577,7 +516,7 @@ services = ["stays"]
             .len(),
         2
     );
-    let (code, body) = http_as(&addr, Some(ADMIN), "GET", "/v1/versions", "");
+    let (code, body) = http(&addr, Some(ADMIN), "GET", "/v1/versions", "");
     assert_eq!(code, 200);
     assert_eq!(
         serde_json::from_str::<Value>(&body)

@@ -508,3 +508,59 @@ impl Drop for KillOnPanic {
         }
     }
 }
+
+/// Waits until seqd's log file contains `needle`; returns the log.
+pub fn wait_for_log(log: &Path, needle: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{needle:?} not logged within 30 s:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The address the control thread listens on, from seqd's log (with
+/// `listen = "127.0.0.1:0"` the kernel picks the port).
+pub fn control_addr(log: &Path) -> String {
+    wait_for_log(log, "control listening")
+        .lines()
+        .find(|l| l.contains("control listening"))
+        .and_then(|l| l.split("addr=").nth(1))
+        .and_then(|a| a.split_whitespace().next())
+        .expect("an addr= field")
+        .to_string()
+}
+
+/// One HTTP/1.0 request, with a bearer token if given; (status, body).
+pub fn http(
+    addr: &str,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: seqd\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").expect("an HTTP response");
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status code");
+    (code, body.to_string())
+}
