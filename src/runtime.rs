@@ -569,6 +569,7 @@ fn run_with_eal(
         Some(c) => Some(
             metrics::serve(
                 c.listen,
+                c.metrics_listen,
                 source.clone(),
                 Arc::clone(&state),
                 Arc::clone(&quit),

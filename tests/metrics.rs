@@ -226,3 +226,47 @@ fn metrics_and_stats_are_served_while_running() {
     // The control thread stopped with seqd: nothing listens any more.
     assert!(TcpStream::connect(&addr).is_err());
 }
+
+/// With `metrics_listen`, `/metrics` is served there and not on `listen`.
+#[test]
+fn metrics_on_their_own_address() {
+    let mut topo = Topology::new(vec![Iface::new("client", "192.0.2.1/24")
+        .mac("02:00:00:00:01:01")
+        .input(vec![vec![0xff; 60]])]);
+    topo.extra_toml =
+        "[control]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n".to_string();
+    let config = topo.prepare();
+    let log = topo.dir.path().join("seqd.log");
+    let mut cmd = topo.command(&config);
+    cmd.stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
+    let child = cmd.spawn().unwrap();
+    let _guard = harness::KillOnPanic::new(&child, &topo.prefix);
+    let addr = harness::control_addr(&log);
+    let metrics_addr = harness::wait_for_log(&log, "metrics listening")
+        .lines()
+        .find(|l| l.contains("metrics listening"))
+        .and_then(|l| l.split("addr=").nth(1))
+        .and_then(|a| a.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    assert_ne!(addr, metrics_addr);
+    let m = get(&metrics_addr, "/metrics");
+    assert_eq!(sample(&m, "seqd_table_version"), 1.0);
+    assert_eq!(harness::http(&addr, None, "GET", "/metrics", "").0, 404);
+    assert_eq!(get(&addr, "/healthz"), "ok\n");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = topo.finish(child);
+    assert!(
+        out.status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert!(
+        TcpStream::connect(&metrics_addr).is_err(),
+        "the metrics listener stopped too"
+    );
+}

@@ -177,6 +177,10 @@ pub struct ControlConfig {
     /// the last one (the TOML file's tables seed an empty directory).
     #[serde(default)]
     pub state_dir: Option<std::path::PathBuf>,
+    /// Serve `/metrics` here instead of on `listen` (e.g. where the
+    /// Prometheus server can reach it but the provisioning API cannot be).
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Bearer tokens allowed everything. With no token at all (admin or
     /// tenant), the API is open: keep `listen` on loopback then.
     #[serde(default)]
@@ -201,6 +205,7 @@ impl Default for ControlConfig {
         ControlConfig {
             listen: default_listen(),
             state_dir: None,
+            metrics_listen: None,
             admin_tokens: Vec::new(),
             tenants: Vec::new(),
         }

@@ -455,6 +455,7 @@ pub fn publish_histogram() -> Histogram {
 /// is set. Returns once the socket is bound (or failed to bind).
 pub fn serve(
     listen: SocketAddr,
+    metrics_listen: Option<SocketAddr>,
     source: StatsSource,
     state: Arc<Mutex<ControlState>>,
     quit: Arc<AtomicBool>,
@@ -474,33 +475,78 @@ pub fn serve(
                 }
             };
             rt.block_on(async move {
-                let metrics_src = source.clone();
-                let metrics = warp::path!("metrics").and(warp::get()).map(move || {
-                    let body = render(&metrics_src.collect(), &metrics_src.publish_seconds);
-                    warp::reply::with_header(body, "content-type", "text/plain; version=0.0.4")
-                });
-                let stats_src = source.clone();
-                let health = warp::path!("healthz").and(warp::get()).map(|| "ok\n");
-                let routes = metrics.or(health).or(rest_routes(state, stats_src));
-                let stop = async move {
+                let stop = |quit: Arc<AtomicBool>| async move {
                     while !quit.load(Ordering::SeqCst) {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 };
-                match warp::serve(routes).try_bind_with_graceful_shutdown(listen, stop) {
+                // /metrics on the main listener, or only on its own address.
+                let on_main = metrics_listen.is_none();
+                let metrics = |src: StatsSource, here: bool| {
+                    warp::path!("metrics").and(warp::get()).and_then(move || {
+                        let src = src.clone();
+                        async move {
+                            if !here {
+                                return Err(warp::reject::not_found());
+                            }
+                            let body = render(&src.collect(), &src.publish_seconds);
+                            Ok(warp::reply::with_header(
+                                body,
+                                "content-type",
+                                "text/plain; version=0.0.4",
+                            ))
+                        }
+                    })
+                };
+                let health = || warp::path!("healthz").and(warp::get()).map(|| "ok\n");
+                let mut metrics_addr = None;
+                if let Some(m) = metrics_listen {
+                    let routes = metrics(source.clone(), true).or(health());
+                    match warp::serve(routes)
+                        .try_bind_with_graceful_shutdown(m, stop(Arc::clone(&quit)))
+                    {
+                        Ok((addr, server)) => {
+                            metrics_addr = Some(addr);
+                            tokio::spawn(server);
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(std::io::Error::other(format!(
+                                "metrics_listen {m}: {e}"
+                            ))));
+                            return;
+                        }
+                    }
+                }
+                let routes = metrics(source.clone(), on_main)
+                    .or(health())
+                    .or(rest_routes(state, source.clone()));
+                match warp::serve(routes)
+                    .try_bind_with_graceful_shutdown(listen, stop(Arc::clone(&quit)))
+                {
                     Ok((addr, server)) => {
-                        let _ = tx.send(Ok(addr));
+                        let _ = tx.send(Ok((addr, metrics_addr)));
                         server.await;
                     }
                     Err(e) => {
                         let _ = tx.send(Err(std::io::Error::other(e.to_string())));
                     }
                 }
+                // Let the metrics listener finish its own graceful stop.
+                while !quit.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             });
         })?;
     match rx.recv() {
-        Ok(Ok(addr)) => {
-            info!(%addr, "control listening (/metrics, /v1/stats, /healthz)");
+        Ok(Ok((addr, metrics_addr))) => {
+            match metrics_addr {
+                None => info!(%addr, "control listening (/metrics, /v1, /healthz)"),
+                Some(m) => {
+                    info!(addr = %m, "metrics listening (/metrics, /healthz)");
+                    info!(%addr, "control listening (/v1, /healthz)");
+                }
+            }
             Ok((addr, handle))
         }
         Ok(Err(e)) => {
