@@ -413,22 +413,26 @@ fn run(ifaces: Vec<Iface>, toml: &str) -> Outcome {
 /// A client's TCP SYN, a UDP datagram and a UDP datagram without checksum to
 /// port 53 (`protocol = "both"`) reach the one server web1; its replies leave
 /// toward the gateway with the service IP as source.
-fn one_server(mode: &str) {
-    let nat = mode == "nat";
-    let server_ip = if nat { WEB1_IP } else { SVC_IP };
-    let ipv4 = if nat {
+/// The `[[device]]` web1 on the devices interface in `mode` (with its own
+/// address when that is "nat").
+fn web1_device(mode: &str) -> String {
+    let ipv4 = if mode == "nat" {
         "ipv4 = \"198.51.100.30\"\n"
     } else {
         ""
     };
+    format!(
+        "[[device]]\nname = \"web1\"\nmode = \"{mode}\"\ninterface = \"devices\"\nmac = \"52:54:00:00:00:30\"\n{ipv4}"
+    )
+}
+
+fn one_server(mode: &str) {
+    let nat = mode == "nat";
+    let server_ip = if nat { WEB1_IP } else { SVC_IP };
+    let web1 = web1_device(mode);
     let toml = format!(
         r#"{CLIENT_TOML}
-[[device]]
-name = "web1"
-mode = "{mode}"
-interface = "devices"
-mac = "52:54:00:00:00:30"
-{ipv4}
+{web1}
 [[service]]
 name = "acme"
 ip = "203.0.113.10"
@@ -764,19 +768,10 @@ alerts_to = "web1"
 fn port_translation(mode: &str) {
     let nat = mode == "nat";
     let server_ip = if nat { WEB1_IP } else { SVC_IP };
-    let ipv4 = if nat {
-        "ipv4 = \"198.51.100.30\"\n"
-    } else {
-        ""
-    };
+    let web1 = web1_device(mode);
     let toml = format!(
         r#"{CLIENT_TOML}
-[[device]]
-name = "web1"
-mode = "{mode}"
-interface = "devices"
-mac = "52:54:00:00:00:30"
-{ipv4}
+{web1}
 [[service]]
 name = "acme"
 ip = "203.0.113.10"
