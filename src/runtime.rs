@@ -16,11 +16,11 @@ use serde::Serialize;
 use tracing::{error, info, warn};
 
 use crate::control::config::{available_cpus, Config};
-use crate::control::metrics;
 use crate::control::services::CompiledAclInfo;
 use crate::control::services::{self, ProtocolConfig};
 use crate::control::slots::Slots;
 use crate::control::state::{self, ControlState};
+use crate::control::{api, metrics};
 use crate::datapath::counters::{Counters, DeviceCounters, DropReason, ServiceCounters, Sizes};
 use crate::datapath::dpdk::PortStatsHandle;
 use crate::datapath::dpdk::{self, Eal, LinkStatus, Mempool, Port, PortSetup, PortStats};
@@ -567,7 +567,7 @@ fn run_with_eal(
     let control = match &config.control {
         None => None,
         Some(c) => Some(
-            metrics::serve(
+            api::serve(
                 c.listen,
                 c.metrics_listen,
                 source.clone(),

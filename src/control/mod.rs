@@ -1,7 +1,8 @@
 //! The control plane: the configuration file (typed, validated once, checkable
-//! with `--check-config`), and later the REST API and metrics.
+//! with `--check-config`), the compiled tables, the REST API and metrics.
 
 pub mod acls;
+pub mod api;
 pub mod config;
 pub mod metrics;
 pub mod services;
