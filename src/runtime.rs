@@ -671,12 +671,22 @@ fn restore_state(config: &Config, cpus: &[u32]) -> Result<(Config, u64), RunErro
                     })?;
                     Ok(c)
                 })
-                .map_err(|e| bad(format!("the kept version {} does not load: {e}", p.version)))?;
-            info!(version = p.version, dir = %dir.display(), "restored the last accepted version");
-            Ok((restored, p.version))
+                .map_err(|e| {
+                    bad(format!(
+                        "the kept version {} does not load: {e}",
+                        p.record.version
+                    ))
+                })?;
+            info!(version = p.record.version, dir = %dir.display(), "restored the last accepted version");
+            Ok((restored, p.record.version))
         }
         None => {
-            state::persist(&dir, &state::TablesBody::persisted(config, 1))
+            let keep = config
+                .control
+                .as_ref()
+                .map_or(state::DEFAULT_KEEP_VERSIONS, |c| c.keep_versions);
+            let seed = state::VersionRecord::seed(config);
+            state::persist(&dir, &state::TablesBody::persisted(config, seed), keep)
                 .map_err(|e| bad(e.to_string()))?;
             Ok((config.clone(), 1))
         }

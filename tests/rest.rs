@@ -329,12 +329,21 @@ state_dir = "{}"
     );
     let (_, body) = http(&addr, None, "GET", "/v1/versions", "");
     let versions: Value = serde_json::from_str(&body).unwrap();
-    let restored = versions[0]["version"].as_u64().unwrap();
+    let versions = versions.as_array().unwrap();
+    let restored = versions.last().unwrap()["version"].as_u64().unwrap();
     // The acknowledged version, or one more whose reply the kill cut off.
     assert!(
         restored == version || restored == version + 1,
         "acked {version}, restored {restored}"
     );
+    // The versions before it are listed again, each once, in order, and the
+    // acknowledged one can be read back.
+    assert!(versions.len() > 1, "{versions:?}");
+    assert!(versions
+        .windows(2)
+        .all(|w| w[0]["version"].as_u64() < w[1]["version"].as_u64()));
+    let (status, _) = http(&addr, None, "GET", &format!("/v1/versions/{version}"), "");
+    assert_eq!(status, 200);
     let (_, body) = http(&addr, None, "GET", "/v1/stats", "");
     let stats: Value = serde_json::from_str(&body).unwrap();
     let names: Vec<&str> = stats["services"]

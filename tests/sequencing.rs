@@ -1876,3 +1876,79 @@ fn packet_builders_are_sound() {
     assert_eq!(r[32..38], [0; 6]);
     assert_eq!(r[38..42], WEB1_IP);
 }
+
+// ---------------------------------------------------------------------------
+// Failover: a device that is down is taken over by its alternate
+// ---------------------------------------------------------------------------
+
+/// fw1 is down; the pool of firewalls names fw2 as the one that is up. The
+/// sequence fw1 -> web1 runs as fw2 -> web1 in both directions, and fw1
+/// receives nothing.
+#[test]
+fn a_down_device_is_taken_over_by_its_pool() {
+    const FW2_MAC: Mac = [0x52, 0x54, 0, 0, 0, 0x12];
+    let toml = format!(
+        r#"{CLIENT_TOML}
+[[device]]
+name = "fw1"
+interface = "devices"
+mac = "52:54:00:00:00:10"
+state = "down"
+
+[[device]]
+name = "fw2"
+interface = "devices"
+mac = "52:54:00:00:00:12"
+
+[[device]]
+name = "web1"
+interface = "devices"
+mac = "52:54:00:00:00:30"
+
+[[pool]]
+name = "firewalls"
+devices = ["fw1", "fw2"]
+
+[[service]]
+name = "secure"
+ip = "203.0.113.20"
+
+[[service.port]]
+port = 443
+hops = ["fw1", "web1"]
+"#
+    );
+    let req = tcp(CLIENT_IP, 40001, SVC2_IP, 443, Flags::Syn);
+    let resp = tcp(SVC2_IP, 443, CLIENT_IP, 40001, Flags::SynAck);
+    let client_in = vec![frame(CLIENT_IF_MAC, GW_MAC, &req)];
+    let devices_in = vec![
+        // fw2 passes the request on, web1 answers, fw2 passes the answer back.
+        frame(DEV_IF_MAC, FW2_MAC, &req),
+        frame(DEV_IF_MAC, WEB1_MAC, &resp),
+        frame(DEV_IF_MAC, FW2_MAC, &resp),
+    ];
+    let out = run(
+        vec![
+            client_iface().input(client_in),
+            devices_iface().input(devices_in),
+        ],
+        &toml,
+    );
+    assert_frames_multiset_eq(
+        &out.sent_ip("devices"),
+        &[
+            frame(FW2_MAC, DEV_IF_MAC, &req),
+            frame(WEB1_MAC, DEV_IF_MAC, &req),
+            frame(FW2_MAC, DEV_IF_MAC, &resp),
+        ],
+        "devices",
+    );
+    assert_frames_eq(
+        &out.sent_ip("client"),
+        &[frame(GW_MAC, CLIENT_IF_MAC, &resp)],
+        "client",
+    );
+    assert_eq!(out.device("fw1")["packets_to"], 0);
+    assert_eq!(out.device("fw2")["packets_to"], 2);
+    assert_eq!(out.total_drops(), 0);
+}

@@ -61,7 +61,7 @@ pub struct TcpFlagsConfig {
     pub clear: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AclRuleConfig {
     pub priority: u32,
@@ -80,7 +80,7 @@ pub struct AclRuleConfig {
 
 /// One `[[acl]]`: the rules of one interface, for one service or (without
 /// `service`) for every service there.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AclConfig {
     pub interface: String,

@@ -62,7 +62,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use super::acls::AclConfig;
-use super::services::{compile_all, ClientConfig, DeviceConfig, ServiceConfig};
+use super::services::{compile_all, ClientConfig, DeviceConfig, PoolConfig, ServiceConfig};
 use super::slots::Slots;
 use crate::datapath::packet::MacAddr;
 
@@ -109,6 +109,9 @@ pub struct Config {
     /// `[[device]]` sections.
     #[serde(rename = "device", default)]
     pub devices: Vec<DeviceConfig>,
+    /// `[[pool]]` sections: like devices that take over for each other.
+    #[serde(rename = "pool", default)]
+    pub pools: Vec<PoolConfig>,
     /// `[[service]]` sections.
     #[serde(rename = "service", default)]
     pub services: Vec<ServiceConfig>,
@@ -189,6 +192,14 @@ pub struct ControlConfig {
     /// and statistics.
     #[serde(rename = "tenant", default)]
     pub tenants: Vec<TenantConfig>,
+    /// How many versions are kept for roll-back, in memory and in
+    /// `state_dir`.
+    #[serde(default = "default_keep_versions")]
+    pub keep_versions: usize,
+}
+
+fn default_keep_versions() -> usize {
+    super::state::DEFAULT_KEEP_VERSIONS
 }
 
 /// One `[[control.tenant]]`: a customer's API token and its services.
@@ -208,6 +219,7 @@ impl Default for ControlConfig {
             metrics_listen: None,
             admin_tokens: Vec::new(),
             tenants: Vec::new(),
+            keep_versions: default_keep_versions(),
         }
     }
 }

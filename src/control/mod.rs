@@ -4,6 +4,7 @@
 pub mod acls;
 pub mod api;
 pub mod config;
+pub mod edit;
 pub mod metrics;
 pub mod services;
 pub mod slots;

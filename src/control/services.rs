@@ -21,7 +21,7 @@ use crate::datapath::tables::{
 };
 
 /// `[client]`: the interface toward the router, and the gateway behind it.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
     pub interface: String,
@@ -46,7 +46,7 @@ pub enum ModeConfig {
 }
 
 /// One `[[device]]`: an appliance or server seqd steers packets through.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceConfig {
     pub name: String,
@@ -77,6 +77,37 @@ pub struct DeviceConfig {
     pub server_mac: Option<MacAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_vlan: Option<u16>,
+    /// The device (or pool) that takes over while this one is down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alternate: Option<String>,
+    /// `down`: taken out of service (failed, or in maintenance); every
+    /// sequence through it goes through its alternate instead.
+    #[serde(default, skip_serializing_if = "DeviceState::is_up")]
+    pub state: DeviceState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceState {
+    #[default]
+    Up,
+    Down,
+}
+
+impl DeviceState {
+    pub fn is_up(&self) -> bool {
+        *self == DeviceState::Up
+    }
+}
+
+/// One `[[pool]]`: like devices (same function, same configuration) that
+/// can take over for each other. A down device without an `alternate` is
+/// replaced by the first member of its pool that is up.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    pub name: String,
+    pub devices: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
@@ -89,7 +120,7 @@ pub enum ProtocolConfig {
 }
 
 /// One `[[service]]`: a service IP and its ports.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
     pub name: String,
@@ -100,7 +131,7 @@ pub struct ServiceConfig {
 }
 
 /// One `[[service.port]]`: a service port and its sequence.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServicePortConfig {
     pub port: u16,
@@ -212,6 +243,93 @@ pub fn compile_all(
             defaults: acls.defaults,
         },
     })
+}
+
+/// For every device that is down: the device that takes its place — its
+/// `alternate` (followed while that is down too; a pool there means its
+/// first member that is up), else the first member that is up of a pool
+/// it belongs to. `None`: nothing can take over, so its sequences keep it.
+/// Checks the names `[[pool]]` and `alternate` use.
+pub fn takeovers(config: &Config) -> Result<BTreeMap<String, Option<String>>, CompileError> {
+    let device = |name: &str| config.devices.iter().find(|d| d.name == name);
+    let mut pool_names = HashSet::new();
+    for (i, p) in config.pools.iter().enumerate() {
+        let key = |f: &str| format!("pool[{i}].{f}");
+        if p.name.is_empty() || !pool_names.insert(p.name.as_str()) {
+            return Err(err(
+                key("name"),
+                q(&p.name),
+                "pool names must be unique and not empty",
+            ));
+        }
+        if device(&p.name).is_some() {
+            return Err(err(key("name"), q(&p.name), "a device has this name"));
+        }
+        for (j, m) in p.devices.iter().enumerate() {
+            if device(m).is_none() {
+                return Err(err(
+                    format!("pool[{i}].devices[{j}]"),
+                    q(m),
+                    "no [[device]] has this name",
+                ));
+            }
+            if p.devices[..j].contains(m) {
+                return Err(err(format!("pool[{i}].devices[{j}]"), q(m), "listed twice"));
+            }
+        }
+    }
+    let pool = |name: &str| config.pools.iter().find(|p| p.name == name);
+    for (i, d) in config.devices.iter().enumerate() {
+        if let Some(a) = &d.alternate {
+            if *a == d.name {
+                return Err(err(
+                    format!("device[{i}].alternate"),
+                    q(a),
+                    "a device cannot take over for itself",
+                ));
+            }
+            if device(a).is_none() && pool(a).is_none() {
+                return Err(err(
+                    format!("device[{i}].alternate"),
+                    q(a),
+                    "no [[device]] or [[pool]] has this name",
+                ));
+            }
+        }
+    }
+    let up = |name: &str| device(name).is_some_and(|d| d.state.is_up());
+    let first_up =
+        |members: &[String], not: &str| members.iter().find(|m| *m != not && up(m)).cloned();
+    let mut out = BTreeMap::new();
+    for d in config.devices.iter().filter(|d| !d.state.is_up()) {
+        let mut seen = vec![d.name.as_str()];
+        let mut at = d;
+        let found = loop {
+            match &at.alternate {
+                Some(a) if pool(a).is_some() => break first_up(&pool(a).unwrap().devices, &d.name),
+                Some(a) => {
+                    let next = device(a).expect("checked above");
+                    if next.state.is_up() {
+                        break Some(next.name.clone());
+                    }
+                    if seen.contains(&next.name.as_str()) {
+                        break None;
+                    }
+                    seen.push(&next.name);
+                    at = next;
+                }
+                None => {
+                    break config
+                        .pools
+                        .iter()
+                        .filter(|p| p.devices.contains(&d.name))
+                        .find_map(|p| first_up(&p.devices, &d.name))
+                }
+            }
+        };
+        out.insert(d.name.clone(), found);
+    }
+    Ok(out)
 }
 
 /// Compiles the config's client side, devices and services into version
@@ -385,6 +503,14 @@ pub fn compile(config: &Config, version: u64, slots: &mut Slots) -> Result<Table
         });
     }
 
+    // Sequences through a device that is down go through what takes over.
+    let mut takeover: Vec<DeviceId> = (0..devices.len() as DeviceId).collect();
+    for (down, to) in takeovers(config)? {
+        if let Some(to) = to {
+            takeover[device_ids[down.as_str()] as usize] = device_ids[to.as_str()];
+        }
+    }
+
     if !config.services.is_empty() && client.is_none() {
         return Err(err(
             "client",
@@ -447,18 +573,26 @@ pub fn compile(config: &Config, version: u64, slots: &mut Slots) -> Result<Table
             }
             let mut hops: Vec<Hop> = Vec::with_capacity(p.hops.len());
             for (hi, h) in p.hops.iter().enumerate() {
-                let &id = device_ids.get(h.as_str()).ok_or_else(|| {
+                let &named = device_ids.get(h.as_str()).ok_or_else(|| {
                     err(
                         format!("service[{si}].port[{pi}].hops[{hi}]"),
                         q(h),
                         "no [[device]] has this name",
                     )
                 })?;
+                let id = takeover[named as usize];
                 if hops.iter().any(|x| x.device == id) {
                     return Err(err(
                         format!("service[{si}].port[{pi}].hops[{hi}]"),
                         q(h),
-                        "this device is already in the sequence (a loop)",
+                        if id == named {
+                            "this device is already in the sequence (a loop)".to_string()
+                        } else {
+                            format!(
+                                "this device is down and {:?}, which takes over for it, is already in the sequence",
+                                devices[id as usize].name
+                            )
+                        },
                     ));
                 }
                 if devices[id as usize].mode == DeviceMode::Nat && hi + 1 != p.hops.len() {
@@ -485,9 +619,10 @@ pub fn compile(config: &Config, version: u64, slots: &mut Slots) -> Result<Table
                 let mut ids = Vec::new();
                 for (ci, c) in passive.iter().enumerate() {
                     let ckey = format!("{ckey}[{ci}]");
-                    let &id = device_ids
+                    let &named = device_ids
                         .get(c.as_str())
                         .ok_or_else(|| err(ckey.clone(), q(c), "no [[device]] has this name"))?;
+                    let id = takeover[named as usize];
                     if p.hops.contains(c) {
                         return Err(err(
                             ckey,
@@ -783,5 +918,85 @@ dynamic_ports = "1025-1125"
         let udp =
             format!("{BASE}\n[[service.port]]\nport = 80\nprotocol = \"udp\"\nhops = [\"fw1\"]\n");
         assert_eq!(compile_text(&udp).unwrap().ports.len(), 2);
+    }
+
+    /// BASE plus fw2 and fw3, with `extra` appended.
+    fn failover_config(extra: &str) -> Config {
+        let text = format!(
+            "{BASE}\n[[device]]\nname = \"fw2\"\ninterface = \"devices\"\nmac = \"52:54:00:00:00:12\"\n\
+             [[device]]\nname = \"fw3\"\ninterface = \"devices\"\nmac = \"52:54:00:00:00:13\"\n{extra}"
+        );
+        let mut c = Config::parse_with_cpus(&text, "t.toml", &[0, 1]).unwrap();
+        // The tests set states and alternates on the parsed devices.
+        c.devices.iter_mut().for_each(|d| d.state = DeviceState::Up);
+        c
+    }
+
+    fn device_mut<'a>(c: &'a mut Config, name: &str) -> &'a mut DeviceConfig {
+        c.devices.iter_mut().find(|d| d.name == name).unwrap()
+    }
+
+    fn first_hop(c: &Config) -> String {
+        let t = compile(c, 1, &mut Slots::for_first_config(0, 0, 0, 0)).unwrap();
+        t.devices[t.ports[0].hops[0].device as usize].name.clone()
+    }
+
+    #[test]
+    fn alternates_are_followed_past_devices_that_are_down() {
+        let mut c = failover_config("");
+        assert_eq!(first_hop(&c), "fw1");
+        device_mut(&mut c, "fw1").alternate = Some("fw2".into());
+        device_mut(&mut c, "fw2").alternate = Some("fw3".into());
+        device_mut(&mut c, "fw1").state = DeviceState::Down;
+        assert_eq!(first_hop(&c), "fw2");
+        device_mut(&mut c, "fw2").state = DeviceState::Down;
+        assert_eq!(first_hop(&c), "fw3");
+        assert_eq!(takeovers(&c).unwrap()["fw1"], Some("fw3".to_string()));
+        // A ring of alternates all down: nothing takes over; fw1 stays.
+        device_mut(&mut c, "fw3").state = DeviceState::Down;
+        device_mut(&mut c, "fw3").alternate = Some("fw1".into());
+        assert_eq!(takeovers(&c).unwrap()["fw1"], None);
+        assert_eq!(first_hop(&c), "fw1");
+    }
+
+    #[test]
+    fn a_pool_takes_over_with_its_first_member_that_is_up() {
+        let mut c =
+            failover_config("[[pool]]\nname = \"fws\"\ndevices = [\"fw1\", \"fw2\", \"fw3\"]\n");
+        device_mut(&mut c, "fw1").state = DeviceState::Down;
+        device_mut(&mut c, "fw2").state = DeviceState::Down;
+        assert_eq!(first_hop(&c), "fw3");
+        // An explicit alternate naming the pool means the same.
+        device_mut(&mut c, "fw1").alternate = Some("fws".into());
+        assert_eq!(first_hop(&c), "fw3");
+    }
+
+    #[test]
+    fn pools_and_alternates_name_what_exists() {
+        let mut c = failover_config("");
+        c.pools.push(PoolConfig {
+            name: "fws".into(),
+            devices: vec!["fw1".into(), "fw9".into()],
+        });
+        let e = takeovers(&c).unwrap_err();
+        assert_eq!(
+            (e.key.as_str(), e.value.as_deref()),
+            ("pool[0].devices[1]", Some("\"fw9\""))
+        );
+        c.pools[0].devices = vec!["fw1".into()];
+        device_mut(&mut c, "fw2").alternate = Some("fw2".into());
+        let e = takeovers(&c).unwrap_err();
+        assert!(e.key.ends_with(".alternate"), "{e:?}");
+        device_mut(&mut c, "fw2").alternate = Some("nothing".into());
+        assert!(takeovers(&c)
+            .unwrap_err()
+            .message
+            .contains("no [[device]] or [[pool]]"));
+        c.pools[0].name = "fw2".into();
+        device_mut(&mut c, "fw2").alternate = None;
+        assert!(takeovers(&c)
+            .unwrap_err()
+            .message
+            .contains("a device has this name"));
     }
 }
