@@ -8,6 +8,7 @@ PKGS=(
   pkg-config clang libclang-dev  # bindgen finds libdpdk with pkg-config and parses it with libclang
   gcc                         # the C shim for DPDK's static inline functions
   python3 tcpdump             # the demo writes its input pcap with python and prints outputs with tcpdump
+  prometheus                  # promtool: tests/metrics.rs checks a real /metrics scrape with `promtool check metrics`
 )
 
 missing=()

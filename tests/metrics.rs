@@ -84,6 +84,39 @@ fn sample(text: &str, series: &str) -> f64 {
         .unwrap()
 }
 
+/// `promtool check metrics` (Debian package `prometheus`, installed by
+/// scripts/setup.sh) on a scrape: it parses the text exposition and lints
+/// it (counters end in `_total`, base units, help on every family, snake
+/// case, ...). Any problem it reports fails the test; there are no
+/// exceptions.
+fn promtool_check(metrics: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (package prometheus: run scripts/setup.sh)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics: {} {report}\non:\n{metrics}",
+        out.status
+    );
+}
+
 #[test]
 fn metrics_and_stats_are_served_while_running() {
     let allowed = [198, 18, 2, 7];
@@ -126,6 +159,23 @@ fn metrics_and_stats_are_served_while_running() {
     }
     assert_eq!(get(&addr, "/healthz"), "ok\n");
     let m = get(&addr, "/metrics");
+    // Every family is in this scrape: services, devices, ACL rules,
+    // defaults and clients, drops, ports, workers, the histogram.
+    for family in [
+        "seqd_service_packets_total",
+        "seqd_device_bytes_total",
+        "seqd_acl_rule_packets_total",
+        "seqd_acl_default_bytes_total",
+        "seqd_acl_client_packets_total",
+        "seqd_drops_total",
+        "seqd_port_rx_nombuf_total",
+        "seqd_port_link_up",
+        "seqd_worker_busy_ratio",
+        "seqd_table_publish_seconds",
+    ] {
+        assert!(m.contains(&format!("# TYPE {family} ")), "{family}:\n{m}");
+    }
+    promtool_check(&m);
     let svc_l = r#"ip="203.0.113.10",port="80",protocol="tcp",service="acme""#;
     let in_bytes = (client_in[0].len() + client_in[1].len()) as f64;
     assert_eq!(

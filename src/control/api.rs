@@ -794,11 +794,27 @@ pub fn serve(
                             if !here {
                                 return Err(warp::reject::not_found());
                             }
-                            let body = render(&src.collect(), &src.publish_seconds);
-                            Ok(warp::reply::with_header(
-                                body,
-                                "content-type",
-                                "text/plain; version=0.0.4",
+                            // Off this single-threaded runtime: with many
+                            // services the sums and the text take a while,
+                            // and the REST API is served meanwhile.
+                            let rendered = tokio::task::spawn_blocking(move || {
+                                render(&src.collect(), &src.publish_seconds)
+                            })
+                            .await;
+                            let (code, body) = match rendered {
+                                Ok(body) => (StatusCode::OK, body),
+                                Err(e) => (
+                                    StatusCode::INTERNAL_SERVER_ERROR,
+                                    format!("rendering the metrics failed: {e}\n"),
+                                ),
+                            };
+                            Ok(warp::reply::with_status(
+                                warp::reply::with_header(
+                                    body,
+                                    "content-type",
+                                    "text/plain; version=0.0.4",
+                                ),
+                                code,
                             ))
                         }
                     })
