@@ -138,7 +138,7 @@ pub struct ServicePortConfig {
     #[serde(default)]
     pub protocol: ProtocolConfig,
     pub hops: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub copies: BTreeMap<String, Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts_to: Option<String>,
