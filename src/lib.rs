@@ -2,7 +2,7 @@
 //!
 //! - [`datapath`]: the per-packet path. A pure core (parse, classify, verdict,
 //!   counters) over byte slices, and a thin safe layer over DPDK at the edge.
-//! - [`control`]: configuration, and later the REST API and metrics.
+//! - [`control`]: configuration, compiled tables, the REST API and metrics.
 //! - [`acl`]: interface-scoped access control lists.
 
 pub mod acl;

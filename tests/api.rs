@@ -148,7 +148,7 @@ impl Seqd {
             "{}",
             std::fs::read_to_string(&self.log).unwrap()
         );
-        let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&self.prefix));
+        assert!(!Path::new("/var/run/dpdk").join(&self.prefix).exists());
         serde_json::from_str(&std::fs::read_to_string(&self.stats).unwrap()).unwrap()
     }
 }
