@@ -504,6 +504,52 @@ services = ["stays"]
         .0,
         400
     );
+    // The tenant lists and reads its own service only, and its rules.
+    let (code, body) = http(&addr, Some(ACME), "GET", "/v1/services", "");
+    assert_eq!(code, 200, "{body}");
+    let listed: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(listed[0]["name"], "stays");
+    assert_eq!(
+        http(&addr, Some(ACME), "GET", "/v1/services/stays", "").0,
+        200
+    );
+    assert_eq!(
+        http(&addr, Some(ACME), "GET", "/v1/services/closes", "").0,
+        403
+    );
+    let (code, body) = http(&addr, Some(ACME), "GET", "/v1/services/stays/acl", "");
+    assert_eq!(code, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()[0]["rule"][0]["src"],
+        "198.18.0.0/16"
+    );
+    assert_eq!(
+        http(&addr, Some(ACME), "GET", "/v1/services/closes/acl", "").0,
+        403
+    );
+    // Everything else about the tables is the admin's.
+    for (method, path) in [
+        ("GET", "/v1/devices"),
+        ("POST", "/v1/devices"),
+        ("DELETE", "/v1/services/stays"),
+        ("PUT", "/v1/services/stays"),
+        ("POST", "/v1/services/stays/replicate"),
+        ("GET", "/v1/interfaces"),
+        ("POST", "/v1/versions/1/rollback"),
+    ] {
+        assert_eq!(
+            http(&addr, Some(ACME), method, path, "{}").0,
+            403,
+            "{method} {path}"
+        );
+        assert_eq!(
+            http(&addr, None, method, path, "{}").0,
+            401,
+            "{method} {path}"
+        );
+    }
+    assert_eq!(http(&addr, Some(ADMIN), "GET", "/v1/services", "").0, 200);
     // The tenant sees its own service and rules only.
     let (code, body) = http(&addr, Some(ACME), "GET", "/v1/stats", "");
     assert_eq!(code, 200);
