@@ -358,6 +358,23 @@ state_dir = "{}"
             "s{i} (acknowledged) is missing after restart"
         );
     }
+    // Roll back, from the state directory, to the version before.
+    let earlier = versions[versions.len() - 2]["version"].as_u64().unwrap();
+    let (status, kept) = http(&addr, None, "GET", &format!("/v1/versions/{earlier}"), "");
+    assert_eq!(status, 200, "{kept}");
+    let (status, body) = http(
+        &addr,
+        None,
+        "POST",
+        &format!("/v1/versions/{earlier}/rollback"),
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let (_, now) = http(&addr, None, "GET", "/v1/tables", "");
+    assert_eq!(
+        serde_json::from_str::<Value>(&now).unwrap()["tables"],
+        serde_json::from_str::<Value>(&kept).unwrap()["tables"]
+    );
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,

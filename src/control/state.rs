@@ -390,9 +390,13 @@ impl ControlState {
             &config,
             &published.load(0),
         );
+        let in_memory = config
+            .control
+            .as_ref()
+            .is_none_or(|c| c.state_dir.is_none());
         history.push_back(VersionEntry {
             record: first,
-            tables: Some(Arc::new(TablesBody::of(&config))),
+            tables: in_memory.then(|| Arc::new(TablesBody::of(&config))),
         });
         ControlState {
             current: config,
@@ -578,9 +582,15 @@ impl ControlState {
             "published version {}",
             rec.version
         );
+        // With a state directory the kept versions are read back from there;
+        // only without one are their tables held in memory.
+        let tables = self
+            .state_dir()
+            .is_none()
+            .then(|| Arc::new(TablesBody::of(&self.current)));
         self.history.push_back(VersionEntry {
             record: rec.clone(),
-            tables: Some(Arc::new(TablesBody::of(&self.current))),
+            tables,
         });
         let keep = self.keep_versions();
         let with_tables = self.history.iter().filter(|e| e.tables.is_some()).count();
