@@ -542,6 +542,7 @@ impl ControlState {
         let started = Instant::now();
         let mut slots = self.slots.clone();
         let compiled = self.compile(&new, &mut slots)?;
+        let compiled_at = started.elapsed();
         let rec = record(
             compiled.tables.version,
             origin,
@@ -562,23 +563,27 @@ impl ControlState {
                 message: format!("cannot keep the new version ({e}); nothing changed"),
             })?;
         }
+        let kept_at = started.elapsed();
         // Keep what ARP already learnt, so no packet waits for it again.
         compiled
             .tables
             .neighbors
             .carry_over(&self.published.load(0).neighbors);
         self.published.publish(compiled.tables);
-        self.slots = slots;
         self.source.acl_info.store(Arc::new(compiled.acls));
+        // The workers have it from here on; what follows is for the reply.
+        let took = started.elapsed();
+        self.slots = slots;
         let changes = Changes::between(&self.current, &new);
         self.current = new;
-        let took = started.elapsed();
         self.source.publish_seconds.observe(took.as_secs_f64());
         info!(
             version = rec.version,
             origin,
             change = rec.change.as_deref().unwrap_or(""),
             publish_us = took.as_micros() as u64,
+            compile_us = compiled_at.as_micros() as u64,
+            persist_us = (kept_at - compiled_at).as_micros() as u64,
             "published version {}",
             rec.version
         );
