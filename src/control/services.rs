@@ -148,8 +148,18 @@ pub struct ServicePortConfig {
     pub dynamic_ports: Option<String>,
 }
 
-/// A dynamic port range (lo, hi) and the key of the port that owns it.
-type DynamicRange = (u16, u16, String);
+/// A dynamic port range (lo, hi) and the port that owns it (service and
+/// port index).
+type DynamicRange = (u16, u16, PortIndex);
+
+/// A service port by position: (service index, port index).
+type PortIndex = (usize, usize);
+
+/// `service "acme" port 80`: how errors name another service port.
+fn port_name(config: &Config, (si, pi): (usize, usize)) -> String {
+    let s = &config.services[si];
+    format!("service {:?} port {}", s.name, s.ports[pi].port)
+}
 
 /// A compile error: key path, value as written, what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -522,7 +532,7 @@ pub fn compile(config: &Config, version: u64, slots: &mut Slots) -> Result<Table
     let mut ports = Vec::new();
     let mut names = HashSet::new();
     // (protocol, ip, port) -> key of the port that claims it.
-    let mut claimed: HashMap<(u8, Ipv4Addr, u16), String> = HashMap::new();
+    let mut claimed: HashMap<(u8, Ipv4Addr, u16), (usize, usize)> = HashMap::new();
     // (protocol, ip) -> dynamic ranges with their keys.
     let mut ranges: HashMap<(u8, Ipv4Addr), Vec<DynamicRange>> = HashMap::new();
     for (si, s) in config.services.iter().enumerate() {
@@ -663,19 +673,24 @@ pub fn compile(config: &Config, version: u64, slots: &mut Slots) -> Result<Table
                 ProtocolConfig::Both => &[IpProtocol::Tcp, IpProtocol::Udp],
             };
             for &proto in protocols {
-                let here = format!("service[{si}].port[{pi}]");
-                if let Some(other) = claimed.insert((proto.into(), s.ip, p.port), here.clone()) {
+                if let Some(other) = claimed.insert((proto.into(), s.ip, p.port), (si, pi)) {
                     return Err(err(
                         pkey("port"),
                         p.port,
-                        format!("{} {}:{} is already used by {other}", proto, s.ip, p.port),
+                        format!(
+                            "{} {}:{} is already used by {}",
+                            proto,
+                            s.ip,
+                            p.port,
+                            port_name(config, other)
+                        ),
                     ));
                 }
                 if let Some((lo, hi)) = dynamic {
                     ranges
                         .entry((proto.into(), s.ip))
                         .or_default()
-                        .push((lo, hi, here));
+                        .push((lo, hi, (si, pi)));
                 }
                 let slot = slots
                     .service_ports
@@ -704,26 +719,46 @@ pub fn compile(config: &Config, version: u64, slots: &mut Slots) -> Result<Table
             }
         }
     }
-    // Dynamic ranges of one service IP may not overlap, nor hold another port of it.
-    for ((proto, ip), list) in &ranges {
-        for (i, (lo, hi, key)) in list.iter().enumerate() {
-            for (lo2, hi2, key2) in &list[i + 1..] {
+    // Dynamic ranges of one service IP may not overlap, nor hold another
+    // port of it: the ports of the IPs that have ranges, sorted, are
+    // searched per range (not every port for every range).
+    let mut ports_of: HashMap<(u8, Ipv4Addr), Vec<(u16, PortIndex)>> = HashMap::new();
+    for (&(proto, ip, port), &owner) in &claimed {
+        if ranges.contains_key(&(proto, ip)) {
+            ports_of.entry((proto, ip)).or_default().push((port, owner));
+        }
+    }
+    ports_of.values_mut().for_each(|v| v.sort_unstable());
+    let range_key = |(si, pi): (usize, usize)| format!("service[{si}].port[{pi}].dynamic_ports");
+    for (key, list) in &ranges {
+        for (i, &(lo, hi, owner)) in list.iter().enumerate() {
+            for &(lo2, hi2, owner2) in &list[i + 1..] {
                 if lo <= hi2 && lo2 <= hi {
                     return Err(err(
-                        format!("{key2}.dynamic_ports"),
+                        range_key(owner2),
                         q(&format!("{lo2}-{hi2}")),
-                        format!("overlaps the dynamic ports {lo}-{hi} of {key}"),
+                        format!(
+                            "overlaps the dynamic ports {lo}-{hi} of {}",
+                            port_name(config, owner)
+                        ),
                     ));
                 }
             }
-            for ((p2, ip2, port2), owner) in &claimed {
-                if p2 == proto && ip2 == ip && (lo..=hi).contains(&port2) && owner != key {
-                    return Err(err(
-                        format!("{key}.dynamic_ports"),
-                        q(&format!("{lo}-{hi}")),
-                        format!("contains port {port2}, which {owner} uses"),
-                    ));
-                }
+            let sorted = &ports_of[key];
+            let from = sorted.partition_point(|&(p, _)| p < lo);
+            if let Some(&(port2, other)) = sorted[from..]
+                .iter()
+                .take_while(|&&(p, _)| p <= hi)
+                .find(|&&(_, o)| o != owner)
+            {
+                return Err(err(
+                    range_key(owner),
+                    q(&format!("{lo}-{hi}")),
+                    format!(
+                        "contains port {port2}, which {} uses",
+                        port_name(config, other)
+                    ),
+                ));
             }
         }
     }
@@ -894,14 +929,15 @@ dynamic_ports = "1025-1125"
         assert!(
             e.contains("service[0].port[1].dynamic_ports")
                 && e.contains("1100-1200")
-                && e.contains("overlaps"),
+                && e.contains("overlaps the dynamic ports 1025-1125 of service \"acme\" port 80"),
             "{e}"
         );
         let dup =
             format!("{BASE}\n[[service.port]]\nport = 80\nprotocol = \"both\"\nhops = [\"fw1\"]\n");
         let e = compile_text(&dup).unwrap_err();
         assert!(
-            e.contains("service[0].port[1].port") && e.contains("80") && e.contains("already used"),
+            e.contains("service[0].port[1].port")
+                && e.contains("TCP 203.0.113.10:80 is already used by service \"acme\" port 80"),
             "{e}"
         );
         // Port 80's range may not swallow port 25 of the same service IP.
@@ -911,7 +947,7 @@ dynamic_ports = "1025-1125"
         assert!(
             e.contains("service[0].port[0].dynamic_ports")
                 && e.contains("20-30")
-                && e.contains("contains port 25"),
+                && e.contains("contains port 25, which service \"acme\" port 25 uses"),
             "{e}"
         );
         // UDP 80 beside TCP 80 is fine.
