@@ -389,19 +389,8 @@ fn udp_request_response_with_port_translation() {
     );
 }
 
-/// The tables of conf/e2e.toml as the JSON body of `PUT /v1/tables`.
-fn tables_json() -> Value {
-    let conf = serde_json::to_value(Lab::config()).unwrap();
-    json!({
-        "client": conf["client"],
-        "device": conf["device"],
-        "service": conf["service"],
-        "acl": conf["acl"],
-    })
-}
-
 /// Scenario 5: while a client downloads, acme-lo's firewall is replaced by
-/// fw2 over REST. The download completes intact; after the workers took
+/// fw2 over REST (`POST /v1/devices/fw1/replace`). The download completes intact; after the workers took
 /// the new tables fw1 gets nothing more and fw2 carries the rest.
 #[test]
 fn flash_cut_over_to_a_second_firewall_during_a_download() {
@@ -437,16 +426,19 @@ fn flash_cut_over_to_a_second_firewall_during_a_download() {
     assert!(n(device(&before, "fw1"), "packets_to") > 0);
     assert_eq!(n(device(&before, "fw2"), "packets_to"), 0);
 
-    let mut tables = tables_json();
-    for port in tables["service"][0]["port"].as_array_mut().unwrap() {
-        port["hops"][0] = json!("fw2");
-    }
-    assert_eq!(tables["service"][0]["name"], "acme-lo");
-    let (code, body) = lab.ctl("PUT", "/v1/tables", &tables.to_string());
+    // The flash cut-over: fw2 takes fw1's place in every service using it,
+    // in one table version.
+    let (code, body) = lab.ctl("POST", "/v1/devices/fw1/replace", r#"{"with": "fw2"}"#);
     assert_eq!(code, 200, "{body}");
-    let version = serde_json::from_str::<Value>(&body).unwrap()["version"]
-        .as_u64()
-        .unwrap();
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        reply["regenerated"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("acme-lo")),
+        "{reply}"
+    );
+    let version = reply["version"].as_u64().unwrap();
     lab.wait_table_version(version);
     let at_switch = lab.stats();
     let switched_at = std::fs::metadata(&out).unwrap().len();
