@@ -139,6 +139,8 @@ fn http_through_firewall_to_each_server_mode() {
         many_small(&lab, "cl1", &format!("http://{ip}"), 100);
         eprintln!("{svc}: 100 small requests in {:?}", t.elapsed());
     }
+    // The last connection's final ACK may still be on its way.
+    std::thread::sleep(Duration::from_millis(300));
     let fw_forwarded = lab.nft_counter("fw1", "inet", "fw", "forwarded");
     let stats = lab.stop_seqd();
     assert_clean_drops(&stats);
