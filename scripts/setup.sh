@@ -9,6 +9,7 @@ PKGS=(
   gcc                         # the C shim for DPDK's static inline functions
   python3 tcpdump             # the demo writes its input pcap with python and prints outputs with tcpdump
   prometheus                  # promtool: tests/metrics.rs checks a real /metrics scrape with `promtool check metrics`
+  iproute2 procps nftables ethtool curl  # the end-to-end lab (scripts/e2e-topology.sh, tests/e2e; it also runs prometheus)
 )
 
 missing=()

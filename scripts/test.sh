@@ -5,6 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
+# The end-to-end tests (tests/e2e) remove their network namespaces
+# themselves, pass or fail; a test killed outright cannot. Remove the labs of
+# test processes that are gone, now and whatever way this script ends.
+bash scripts/e2e-topology.sh reap
+trap 'bash scripts/e2e-topology.sh reap' EXIT
 
 start=$(date +%s)
 cargo fmt --all -- --check
