@@ -1958,3 +1958,80 @@ hops = ["fw1", "web1"]
     assert_eq!(out.device("fw2")["packets_to"], 2);
     assert_eq!(out.total_drops(), 0);
 }
+
+/// Copies belong to one port of a service: with ports 80 and 8080 on the
+/// same sequence and ids1 watching only 8080's server, only 8080's packets
+/// are copied (the port's own record, not its neighbour's, decides).
+#[test]
+fn copies_follow_the_port_that_has_them() {
+    let toml = format!(
+        r#"{CLIENT_TOML}
+[[device]]
+name = "fw1"
+interface = "devices"
+mac = "52:54:00:00:00:10"
+
+[[device]]
+name = "web1"
+interface = "servers"
+mac = "52:54:00:00:00:30"
+
+[[device]]
+name = "ids1"
+interface = "devices"
+mac = "52:54:00:00:00:40"
+
+[[service]]
+name = "acme"
+ip = "203.0.113.10"
+
+[[service.port]]
+port = 80
+hops = ["fw1", "web1"]
+
+[[service.port]]
+port = 8080
+hops = ["fw1", "web1"]
+copies = {{ web1 = ["ids1"] }}
+
+[[service.port]]
+port = 8081
+hops = ["fw1", "web1"]
+"#
+    );
+    let mut client_in = Vec::new();
+    let mut devices_in = Vec::new();
+    let mut servers_in = Vec::new();
+    let mut want_devices = Vec::new();
+    let mut want_servers = Vec::new();
+    let mut want_client = Vec::new();
+    for (i, port) in [80u16, 8080, 8081].into_iter().enumerate() {
+        let req = tcp(CLIENT_IP, 40000 + i as u16, SVC_IP, port, Flags::Syn);
+        let resp = tcp(SVC_IP, port, CLIENT_IP, 40000 + i as u16, Flags::SynAck);
+        client_in.push(frame(CLIENT_IF_MAC, GW_MAC, &req));
+        devices_in.push(frame(DEV_IF_MAC, FW1_MAC, &req));
+        servers_in.push(frame(SRV_IF_MAC, WEB1_MAC, &resp));
+        devices_in.push(frame(DEV_IF_MAC, FW1_MAC, &resp));
+        want_devices.push(frame(FW1_MAC, DEV_IF_MAC, &req));
+        want_devices.push(frame(FW1_MAC, DEV_IF_MAC, &resp));
+        want_servers.push(frame(WEB1_MAC, SRV_IF_MAC, &req));
+        want_client.push(frame(GW_MAC, CLIENT_IF_MAC, &resp));
+        if port == 8080 {
+            want_devices.push(frame(IDS1_MAC, DEV_IF_MAC, &req));
+            want_devices.push(frame(IDS1_MAC, DEV_IF_MAC, &resp));
+        }
+    }
+    let out = run(
+        vec![
+            client_iface().input(client_in),
+            devices_iface().input(devices_in),
+            servers_iface().input(servers_in),
+        ],
+        &toml,
+    );
+    assert_frames_multiset_eq(&out.sent_ip("devices"), &want_devices, "devices");
+    assert_frames_multiset_eq(&out.sent_ip("servers"), &want_servers, "servers");
+    assert_frames_multiset_eq(&out.sent_ip("client"), &want_client, "client");
+    assert_eq!(out.device("ids1")["packets_to"], 2);
+    assert_eq!(out.total_drops(), 0);
+}
