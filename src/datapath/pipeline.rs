@@ -362,6 +362,9 @@ impl Datapath {
                     (p.fwd_hash, p.rev_hash) =
                         t.prefetch_flow(key.protocol, key.src, sport, key.dst, dport);
                 }
+                if let Some(acl) = t.acl() {
+                    acl.prefetch(in_iface, u32::from(key.dst));
+                }
                 p.key = key;
                 p.stage = Stage::Ipv4;
             }
