@@ -743,6 +743,37 @@ impl AclTable {
         keys: &[(u32, PacketFields)],
         out: &mut [Option<Verdict>],
     ) {
+        self.burst(iface, keys, out, &mut []);
+    }
+
+    /// [`AclTable::lookup_burst`], and `customer[i]`: whether the service
+    /// IP of `keys[i]` has a customer set on `iface` (so a default verdict
+    /// is that set's default, not the interface's).
+    ///
+    /// Panics if `out` or `customer` is shorter than `keys`.
+    #[inline]
+    pub fn lookup_burst_sets(
+        &self,
+        iface: u16,
+        keys: &[(u32, PacketFields)],
+        out: &mut [Option<Verdict>],
+        customer: &mut [bool],
+    ) {
+        assert!(
+            customer.len() >= keys.len(),
+            "lookup_burst_sets: customer is shorter than keys"
+        );
+        self.burst(iface, keys, out, customer);
+    }
+
+    #[inline(always)]
+    fn burst(
+        &self,
+        iface: u16,
+        keys: &[(u32, PacketFields)],
+        out: &mut [Option<Verdict>],
+        customer: &mut [bool],
+    ) {
         assert!(
             out.len() >= keys.len(),
             "lookup_burst: out is shorter than keys"
@@ -750,9 +781,10 @@ impl AclTable {
         let out = &mut out[..keys.len()];
         let Some(ia) = self.iface(iface) else {
             out.fill(None);
+            customer.iter_mut().for_each(|c| *c = false);
             return;
         };
-        for (kc, oc) in keys.chunks(BURST).zip(out.chunks_mut(BURST)) {
+        for (ci, (kc, oc)) in keys.chunks(BURST).zip(out.chunks_mut(BURST)).enumerate() {
             let mut hashes = [0u64; BURST];
             for (h, k) in hashes.iter_mut().zip(kc) {
                 *h = self.index_hash(index_key(iface, k.0));
@@ -766,6 +798,11 @@ impl AclTable {
                 }
             }
             std::hint::black_box(touched);
+            if let Some(cc) = customer.get_mut(ci * BURST..ci * BURST + kc.len()) {
+                for (c, s) in cc.iter_mut().zip(&sets) {
+                    *c = s.is_some();
+                }
+            }
             for ((o, s), k) in oc.iter_mut().zip(&sets).zip(kc) {
                 let p = &k.1;
                 *o = Some(match ia.provider.matcher.find(p) {

@@ -423,10 +423,15 @@ impl Datapath {
             // service IP is the destination.
             if let Some(acl) = acl {
                 let mut verdicts = [None; ACL_CHUNK];
-                acl.lookup_burst(in_iface, &acl_keys[..acl_n], &mut verdicts);
-                for (&i, v) in acl_at[..acl_n].iter().zip(&verdicts[..acl_n]) {
+                let mut customer = [false; ACL_CHUNK];
+                acl.lookup_burst_sets(in_iface, &acl_keys[..acl_n], &mut verdicts, &mut customer);
+                for ((&i, v), &c) in acl_at[..acl_n]
+                    .iter()
+                    .zip(&verdicts[..acl_n])
+                    .zip(&customer)
+                {
                     let p = &mut chunk[i as usize];
-                    p.acl = acl_hit(t, in_iface, p.key.dst, *v);
+                    p.acl = acl_hit(t, in_iface, p.key.dst, *v, c);
                 }
                 acl_n = 0;
             }
@@ -554,6 +559,7 @@ fn acl_hit(
     iface: u16,
     dst: Ipv4Addr,
     v: Option<crate::acl::Verdict>,
+    customer: bool,
 ) -> Result<AclHit, AclHit> {
     let Some(v) = v else {
         return Ok(AclHit::None);
@@ -561,7 +567,7 @@ fn acl_hit(
     let hit = match v.rule {
         Some(id) => AclHit::Rule(id),
         None => t
-            .acl_default_slot(iface, dst)
+            .acl_default_slot_of(iface, dst, customer)
             .map_or(AclHit::None, AclHit::Default),
     };
     match v.action {

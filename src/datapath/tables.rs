@@ -331,6 +331,8 @@ pub struct Tables {
     acl: Option<Arc<AclTable>>,
     /// (interface, service IP or 0 for the provider set) -> default slot.
     acl_defaults: HashMap<u64, u32>,
+    /// The provider set's default slot, by interface.
+    acl_provider_defaults: Box<[Option<u32>]>,
 }
 
 impl Tables {
@@ -362,6 +364,7 @@ impl Tables {
             service_ips: HashSet::new(),
             acl: None,
             acl_defaults: HashMap::new(),
+            acl_provider_defaults: Box::new([]),
         };
         for (id, d) in t.devices.iter().enumerate() {
             for leg in [d.client_leg, d.server_leg] {
@@ -680,11 +683,38 @@ impl Tables {
         defaults: impl IntoIterator<Item = ((u16, Option<Ipv4Addr>), u32)>,
     ) -> Tables {
         self.acl = Some(Arc::new(acl));
+        let mut provider = Vec::new();
         self.acl_defaults = defaults
             .into_iter()
+            .inspect(|&((iface, ip), slot)| {
+                if ip.is_none() {
+                    let i = iface as usize;
+                    if provider.len() <= i {
+                        provider.resize(i + 1, None);
+                    }
+                    provider[i] = Some(slot);
+                }
+            })
             .map(|((iface, ip), slot)| (acl_default_key(iface, ip), slot))
             .collect();
+        self.acl_provider_defaults = provider.into_boxed_slice();
         self
+    }
+
+    /// [`Tables::acl_default_slot`] when the ACL lookup has said whether
+    /// `dst` has a customer set (no hash lookup for the interface's own
+    /// default, which decides every packet to a client).
+    #[inline]
+    pub fn acl_default_slot_of(&self, iface: u16, dst: Ipv4Addr, customer: bool) -> Option<u32> {
+        if customer {
+            if let Some(&s) = self.acl_defaults.get(&acl_default_key(iface, Some(dst))) {
+                return Some(s);
+            }
+        }
+        self.acl_provider_defaults
+            .get(iface as usize)
+            .copied()
+            .flatten()
     }
 
     #[inline(always)]
