@@ -333,7 +333,7 @@ fn setup(n: usize) -> Setup {
             ),
             _ => {
                 let step = rng.below(2 * hops.len() as u64) as usize;
-                let (h, forward) = (step / 2, step % 2 == 0);
+                let (h, forward) = (step / 2, step.is_multiple_of(2));
                 if forward {
                     let from = if h == 0 {
                         GW_MAC
