@@ -382,9 +382,20 @@ impl Datapath {
         let mut acl_keys = [(0u32, PacketFields::default()); ACL_CHUNK];
         let mut acl_at = [0u8; ACL_CHUNK];
         let mut acl_n = 0;
+        // An ARP packet may teach a device's MAC (learnt when it is
+        // finished, in order): the packets after it in the burst look their
+        // sender up then, in `finish`, as they would one by one.
+        let mut after_arp = false;
         for chunk in burst.chunks_mut(ACL_CHUNK) {
             for (i, p) in chunk.iter_mut().enumerate() {
+                if p.stage == Stage::Arp {
+                    after_arp = true;
+                }
                 if p.stage != Stage::Ipv4 {
+                    continue;
+                }
+                if after_arp {
+                    p.deferred = true;
                     continue;
                 }
                 let key = p.key;
@@ -460,6 +471,14 @@ impl Datapath {
                     Ok(v) => v,
                     Err(reason) => Verdict::Drop(reason),
                 }
+            }
+            Stage::Ipv4 if p.deferred => {
+                let mut q = [Prepared {
+                    deferred: false,
+                    ..*p
+                }];
+                self.lookup_burst(t, in_iface, &mut q);
+                self.finish(t, in_iface, frame, &q[0], now_tsc)
             }
             Stage::Ipv4 => {
                 let acl = match p.acl {
@@ -613,6 +632,8 @@ pub struct Prepared {
     from_client: bool,
     found: Found,
     acl: Result<AclHit, AclHit>,
+    /// After an ARP packet in its burst: looked up in `finish`.
+    deferred: bool,
 }
 
 impl Default for Prepared {
@@ -636,6 +657,7 @@ impl Default for Prepared {
             from_client: false,
             found: Found::None,
             acl: Ok(AclHit::None),
+            deferred: false,
         }
     }
 }
