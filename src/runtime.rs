@@ -153,6 +153,9 @@ pub struct WorkerStats {
     pub arp_learned: u64,
     pub busy_cycles: u64,
     pub total_cycles: u64,
+    /// Cycles of seqd's own work on bursts (without the PMD's rx/tx):
+    /// `work_cycles / rx_packets` is seqd's cost per packet.
+    pub work_cycles: u64,
     /// The table version the worker runs.
     pub table_version: u64,
 }
@@ -336,6 +339,7 @@ fn collect_stats(
             arp_learned: w.arp_learned.get(),
             busy_cycles: w.busy_cycles.get(),
             total_cycles: w.total_cycles.get(),
+            work_cycles: w.work_cycles.get(),
             table_version: w.table_version.get(),
         })
         .collect();
@@ -520,6 +524,7 @@ fn run_with_eal(
     let macs: Vec<MacAddr> = interfaces.iter().map(|i| i.mac).collect();
     let datapath = Arc::new(Datapath::new(interfaces));
     let mut slots = first_slots(config);
+    let compile_started = std::time::Instant::now();
     let compiled = services::compile_all(config, first_version, &mut slots).map_err(|e| {
         RunError::Io(format!(
             "{} = {}: {}",
@@ -535,6 +540,8 @@ fn run_with_eal(
         devices = tables.devices.len(),
         neighbors = tables.neighbors.len(),
         version = tables.version,
+        table_bytes = tables.memory_bytes(),
+        compile_us = compile_started.elapsed().as_micros() as u64,
         "tables compiled"
     );
     let counters = Arc::new(Counters::new(

@@ -96,8 +96,6 @@ mod tests;
 
 use std::fmt;
 
-use hashbrown::HashTable;
-
 use tss::{fold, GroupPolicy, Hit, Matcher};
 
 pub use tss::Stats as MatchStats;
@@ -627,6 +625,8 @@ struct CustomerSet {
 
 // Two cache lines per bucket, aligned: finding the set brings its header.
 const _: () = assert!(std::mem::size_of::<CustomerSet>() == 128);
+// An empty bucket costs nothing more (the set's pointers give a niche).
+const _: () = assert!(std::mem::size_of::<Option<CustomerSet>>() == 128);
 
 /// Packets per burst stage in [`AclTable::lookup_burst`] (stack scratch).
 pub const BURST: usize = 32;
@@ -639,7 +639,13 @@ pub struct AclTable {
     /// Indexed by interface; shorter than the highest interface index when
     /// the later ones have no ACL.
     ifaces: Box<[IfaceAcl]>,
-    index: HashTable<CustomerSet>,
+    /// Open addressing, linear probing, at most half full: a set is found
+    /// in its home bucket almost always, so [`AclTable::prefetch`] can
+    /// bring it in a pass ahead of [`AclTable::lookup_burst`].
+    index: Box<[Option<CustomerSet>]>,
+    /// `index.len() - 1` (a power of two, or 0 when empty).
+    mask: usize,
+    sets: usize,
     seed: u64,
 }
 
@@ -657,7 +663,9 @@ impl AclTable {
     pub fn empty() -> AclTable {
         AclTable {
             ifaces: Box::new([]),
-            index: HashTable::new(),
+            index: Box::new([]),
+            mask: 0,
+            sets: 0,
             seed: 0,
         }
     }
@@ -681,7 +689,26 @@ impl AclTable {
 
     #[inline(always)]
     fn find_set(&self, hash: u64, key: u64) -> Option<&RuleSet> {
-        self.index.find(hash, |e| e.key == key).map(|e| &e.set)
+        let mut i = hash as usize & self.mask;
+        // At most half full: an empty bucket ends every probe.
+        for _ in 0..self.index.len() {
+            match self.index.get(i)? {
+                Some(e) if e.key == key => return Some(&e.set),
+                Some(_) => i = (i + 1) & self.mask,
+                None => return None,
+            }
+        }
+        None
+    }
+
+    /// Starts loading the customer set of `service_ip` on `iface` (its home
+    /// bucket) into the cache, for a lookup a pass later.
+    #[inline(always)]
+    pub fn prefetch(&self, iface: u16, service_ip: u32) {
+        let h = self.index_hash(index_key(iface, service_ip));
+        if let Some(b) = self.index.get(h as usize & self.mask) {
+            crate::datapath::dpdk::prefetch(b);
+        }
     }
 
     /// The verdict for a packet to `service_ip` arriving on `iface`: the
@@ -716,6 +743,37 @@ impl AclTable {
         keys: &[(u32, PacketFields)],
         out: &mut [Option<Verdict>],
     ) {
+        self.burst(iface, keys, out, &mut []);
+    }
+
+    /// [`AclTable::lookup_burst`], and `customer[i]`: whether the service
+    /// IP of `keys[i]` has a customer set on `iface` (so a default verdict
+    /// is that set's default, not the interface's).
+    ///
+    /// Panics if `out` or `customer` is shorter than `keys`.
+    #[inline]
+    pub fn lookup_burst_sets(
+        &self,
+        iface: u16,
+        keys: &[(u32, PacketFields)],
+        out: &mut [Option<Verdict>],
+        customer: &mut [bool],
+    ) {
+        assert!(
+            customer.len() >= keys.len(),
+            "lookup_burst_sets: customer is shorter than keys"
+        );
+        self.burst(iface, keys, out, customer);
+    }
+
+    #[inline(always)]
+    fn burst(
+        &self,
+        iface: u16,
+        keys: &[(u32, PacketFields)],
+        out: &mut [Option<Verdict>],
+        customer: &mut [bool],
+    ) {
         assert!(
             out.len() >= keys.len(),
             "lookup_burst: out is shorter than keys"
@@ -723,9 +781,10 @@ impl AclTable {
         let out = &mut out[..keys.len()];
         let Some(ia) = self.iface(iface) else {
             out.fill(None);
+            customer.iter_mut().for_each(|c| *c = false);
             return;
         };
-        for (kc, oc) in keys.chunks(BURST).zip(out.chunks_mut(BURST)) {
+        for (ci, (kc, oc)) in keys.chunks(BURST).zip(out.chunks_mut(BURST)).enumerate() {
             let mut hashes = [0u64; BURST];
             for (h, k) in hashes.iter_mut().zip(kc) {
                 *h = self.index_hash(index_key(iface, k.0));
@@ -739,6 +798,11 @@ impl AclTable {
                 }
             }
             std::hint::black_box(touched);
+            if let Some(cc) = customer.get_mut(ci * BURST..ci * BURST + kc.len()) {
+                for (c, s) in cc.iter_mut().zip(&sets) {
+                    *c = s.is_some();
+                }
+            }
             for ((o, s), k) in oc.iter_mut().zip(&sets).zip(kc) {
                 let p = &k.1;
                 *o = Some(match ia.provider.matcher.find(p) {
@@ -755,7 +819,12 @@ impl AclTable {
     /// The number of rules, provider and customer.
     pub fn len(&self) -> usize {
         self.ifaces.iter().map(|i| i.provider.len()).sum::<usize>()
-            + self.index.iter().map(|c| c.set.len()).sum::<usize>()
+            + self
+                .index
+                .iter()
+                .flatten()
+                .map(|c| c.set.len())
+                .sum::<usize>()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -764,7 +833,7 @@ impl AclTable {
 
     /// The number of customer sets.
     pub fn customer_sets(&self) -> usize {
-        self.index.len()
+        self.sets
     }
 
     /// Approximate bytes held: every set, the index and the table itself.
@@ -775,10 +844,11 @@ impl AclTable {
                 .iter()
                 .map(|i| i.provider.memory_bytes())
                 .sum::<usize>()
-            + self.index.allocation_size()
+            + std::mem::size_of_val(&*self.index)
             + self
                 .index
                 .iter()
+                .flatten()
                 .map(|c| c.set.matcher.heap_bytes())
                 .sum::<usize>()
     }
@@ -853,24 +923,36 @@ impl AclTableBuilder {
         }
 
         let seed = tss::random_seed();
-        let mut index: HashTable<CustomerSet> = HashTable::with_capacity(self.customers.len());
+        let buckets = if self.customers.is_empty() {
+            0
+        } else {
+            (2 * self.customers.len()).next_power_of_two()
+        };
+        let mask = buckets.saturating_sub(1);
+        let mut index: Vec<Option<CustomerSet>> = (0..buckets).map(|_| None).collect();
         let hash = |key: u64| fold(key ^ seed, INDEX_MUL);
         for (iface, service_ip, rules, default) in &self.customers {
             let key = index_key(*iface, *service_ip);
-            if index.find(hash(key), |e| e.key == key).is_some() {
-                return Err(AclError::DuplicateCustomerSet {
-                    iface: *iface,
-                    service_ip: *service_ip,
-                });
+            let mut i = hash(key) as usize & mask;
+            while let Some(e) = &index[i] {
+                if e.key == key {
+                    return Err(AclError::DuplicateCustomerSet {
+                        iface: *iface,
+                        service_ip: *service_ip,
+                    });
+                }
+                i = (i + 1) & mask;
             }
             let set = RuleSet::compile(&[], rules, *default)
                 .map_err(|e| e.with_location(*iface, Some(*service_ip)))?;
-            index.insert_unique(hash(key), CustomerSet { key, set }, |e| hash(e.key));
+            index[i] = Some(CustomerSet { key, set });
             ifaces[*iface as usize].active = true;
         }
         Ok(AclTable {
             ifaces: ifaces.into_boxed_slice(),
-            index,
+            index: index.into_boxed_slice(),
+            mask,
+            sets: self.customers.len(),
             seed,
         })
     }

@@ -1063,7 +1063,7 @@ mod tests {
                 }).collect(),
                 workers: workers.into_iter().map(|(lcore, busy, total, v)| WorkerStats {
                     lcore, rx_packets: 0, rx_bytes: 0, tx_packets: 0, arp_replies: 0,
-                    arp_requests: 0, arp_learned: 0, busy_cycles: busy, total_cycles: total,
+                    arp_requests: 0, arp_learned: 0, busy_cycles: busy, total_cycles: total, work_cycles: 0,
                     table_version: v,
                 }).collect(),
                 services: services.into_iter().map(|(n, ip, proto, port, v)| {

@@ -101,6 +101,10 @@ pub struct WorkerCounters {
     /// their ratio is how busy the worker is.
     pub busy_cycles: Counter,
     pub total_cycles: Counter,
+    /// TSC cycles of seqd's own work on bursts: parse, lookups, ACL,
+    /// rewrite, counters and tx buffering, without the PMD's rx and tx
+    /// bursts or freeing drops.
+    pub work_cycles: Counter,
     /// TSC of the last burst that carried packets (used to detect idleness).
     pub last_rx_tsc: Counter,
     /// The table version this worker runs (a gauge).

@@ -174,6 +174,24 @@ pub fn rdtsc() -> u64 {
     }
 }
 
+/// Hints the CPU to load the cache line holding `r` (table buckets looked
+/// up a pass later; see the design note in `tables.rs`). Pure Rust, usable
+/// without EAL.
+#[inline(always)]
+pub fn prefetch<T>(r: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch hint has no memory effects and never faults; the
+    // address comes from a reference.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(r as *const T as *const i8, std::arch::x86_64::_MM_HINT_T0)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    // SAFETY: as above, through DPDK's own rte_prefetch0.
+    unsafe {
+        sys::seqd_rte_prefetch0(r as *const T as *const c_void)
+    }
+}
+
 /// TSC frequency in Hz (valid after EAL init).
 pub fn tsc_hz() -> u64 {
     // SAFETY: valid after rte_eal_init.

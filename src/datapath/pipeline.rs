@@ -21,7 +21,7 @@ use super::packet::ipv4::Ipv4Packet;
 use super::packet::tcp::TcpPacket;
 use super::packet::udp::UdpPacket;
 use super::packet::{Error as PacketError, EtherType, IpProtocol, MacAddr};
-use super::tables::{Copies, DeviceId, DeviceMode, Leg, NextMac, PortHot, Tables};
+use super::tables::{Copies, DeviceId, DeviceMode, Leg, NextMac, PortHot, ReturnMatch, Tables};
 use crate::acl::{Action, PacketFields};
 
 /// What happens to one packet.
@@ -307,25 +307,39 @@ impl Datapath {
     }
 
     /// Decides what to do with `frame`, received on interface `in_iface`.
-    /// `now_tsc` timestamps what ARP learns.
+    /// `now_tsc` timestamps what ARP learns. One packet through the same
+    /// three passes a burst takes ([`Datapath::prepare`],
+    /// [`Datapath::lookup_burst`], [`Datapath::finish`]).
     #[inline]
     pub fn process(&self, t: &Tables, in_iface: u16, frame: &mut [u8], now_tsc: u64) -> Verdict {
-        match self.classify(t, in_iface, frame, now_tsc) {
-            Ok(v) => v,
-            Err(reason) => Verdict::Drop(reason),
+        let mut p = [self.prepare(t, in_iface, frame)];
+        self.lookup_burst(t, in_iface, &mut p);
+        self.finish(t, in_iface, frame, &p[0], now_tsc)
+    }
+
+    /// Pass 1 of a burst: reads the headers (the frame is not changed),
+    /// hashes the packet's keys and prefetches their table buckets.
+    #[inline]
+    pub fn prepare(&self, t: &Tables, in_iface: u16, frame: &[u8]) -> Prepared {
+        match self.prepare_checked(t, in_iface, frame) {
+            Ok(p) => p,
+            Err(reason) => Prepared {
+                stage: Stage::Drop(reason),
+                ..Prepared::default()
+            },
         }
     }
 
-    fn classify(
+    #[inline(always)]
+    fn prepare_checked(
         &self,
         t: &Tables,
         in_iface: u16,
-        frame: &mut [u8],
-        now_tsc: u64,
-    ) -> Result<Verdict, DropReason> {
+        frame: &[u8],
+    ) -> Result<Prepared, DropReason> {
         let iface = self.interface(in_iface).ok_or(DropReason::Malformed)?;
         let l2 = ethernet::parse_l2(frame)?;
-        let eth = EthernetFrame::new_unchecked(&*frame);
+        let eth = EthernetFrame::new_unchecked(frame);
         let (dst_mac, src_mac) = (eth.dst_addr(), eth.src_addr());
         // Ports run promiscuous (and af_packet sees everything): filter here.
         if dst_mac != iface.mac && !dst_mac.is_broadcast() {
@@ -334,29 +348,151 @@ impl Datapath {
         if l2.vlan.is_some() && !t.has_devices_on(in_iface, l2.vlan) {
             return Err(DropReason::UnknownVlan);
         }
+        let mut p = Prepared {
+            vlan: l2.vlan,
+            l3_offset: l2.l3_offset as u8,
+            src_mac,
+            ..Prepared::default()
+        };
         match l2.ethertype {
-            EtherType::Arp => self.arp(t, in_iface, iface, l2.vlan, frame, l2.l3_offset, now_tsc),
+            EtherType::Arp => p.stage = Stage::Arp,
             EtherType::Ipv4 => {
                 let key = ipv4_key(&frame[l2.l3_offset..])?;
-                let sender = t.sender(in_iface, l2.vlan, src_mac);
+                if let Some((sport, dport)) = key.ports {
+                    (p.fwd_hash, p.rev_hash) =
+                        t.prefetch_flow(key.protocol, key.src, sport, key.dst, dport);
+                }
+                if let Some(acl) = t.acl() {
+                    acl.prefetch(in_iface, u32::from(key.dst));
+                }
+                p.key = key;
+                p.stage = Stage::Ipv4;
+            }
+            _ => return Err(DropReason::UnsupportedEthertype),
+        }
+        Ok(p)
+    }
+
+    /// Pass 2 of a burst: the sender, source verification, the service
+    /// port and the ACL of every packet. Lookups only: nothing is counted
+    /// or changed.
+    #[inline]
+    pub fn lookup_burst(&self, t: &Tables, in_iface: u16, burst: &mut [Prepared]) {
+        let acl = t.acl().filter(|a| a.has_rules(in_iface));
+        let mut acl_keys = [(0u32, PacketFields::default()); ACL_CHUNK];
+        let mut acl_at = [0u8; ACL_CHUNK];
+        let mut acl_n = 0;
+        // An ARP packet may teach a device's MAC (learnt when it is
+        // finished, in order): the packets after it in the burst look their
+        // sender up then, in `finish`, as they would one by one.
+        let mut after_arp = false;
+        for chunk in burst.chunks_mut(ACL_CHUNK) {
+            for (i, p) in chunk.iter_mut().enumerate() {
+                if p.stage == Stage::Arp {
+                    after_arp = true;
+                }
+                if p.stage != Stage::Ipv4 {
+                    continue;
+                }
+                if after_arp {
+                    p.deferred = true;
+                    continue;
+                }
+                let key = p.key;
+                let sender = t.sender(in_iface, p.vlan, p.src_mac);
                 let from_client = sender.is_none()
-                    && l2.vlan.is_none()
+                    && p.vlan.is_none()
                     && t.client.is_some_and(|c| c.iface == in_iface);
                 // Off the client side, only known devices may send (source
                 // verification), whatever the packet is for.
                 if sender.is_none() && !from_client && t.client.is_some() {
-                    return Err(DropReason::SourceNotVerified);
+                    p.stage = Stage::Drop(DropReason::SourceNotVerified);
+                    continue;
                 }
-                // The interface's ACL, before the packet is steered.
-                let acl = match acl_check(t, in_iface, &key) {
-                    Ok(hit) => hit,
-                    Err(hit) => return Ok(Verdict::Denied(hit)),
-                };
-                let mut s = steer(t, key, sender, from_client, l2.l3_offset as u8)?;
-                s.acl = acl;
-                Ok(Verdict::Steer(s))
+                p.sender = sender;
+                p.from_client = from_client;
+                if let Some((sport, dport)) = key.ports {
+                    p.found = match t.forward_hashed(key.protocol, key.dst, dport, p.fwd_hash) {
+                        Some(hot) => Found::Forward(hot),
+                        None => t
+                            .reverse_hashed(key.protocol, key.src, sport, p.rev_hash)
+                            .map_or(Found::None, Found::Reverse),
+                    };
+                    if let Found::Forward(h) | Found::Reverse(ReturnMatch { port: h, .. }) =
+                        &p.found
+                    {
+                        t.prefetch_hops(h);
+                    }
+                }
+                if acl.is_some() {
+                    acl_keys[acl_n] = (u32::from(key.dst), acl_fields(&key));
+                    acl_at[acl_n] = i as u8;
+                    acl_n += 1;
+                }
             }
-            _ => Err(DropReason::UnsupportedEthertype),
+            // The interface's ACL, before the packet is steered; the
+            // service IP is the destination.
+            if let Some(acl) = acl {
+                let mut verdicts = [None; ACL_CHUNK];
+                let mut customer = [false; ACL_CHUNK];
+                acl.lookup_burst_sets(in_iface, &acl_keys[..acl_n], &mut verdicts, &mut customer);
+                for ((&i, v), &c) in acl_at[..acl_n]
+                    .iter()
+                    .zip(&verdicts[..acl_n])
+                    .zip(&customer)
+                {
+                    let p = &mut chunk[i as usize];
+                    p.acl = acl_hit(t, in_iface, p.key.dst, *v, c);
+                }
+                acl_n = 0;
+            }
+        }
+    }
+
+    /// Pass 3 of a burst: the verdict of one packet, from what the first
+    /// two passes found. Changes the frame only for ARP replies.
+    #[inline]
+    pub fn finish(
+        &self,
+        t: &Tables,
+        in_iface: u16,
+        frame: &mut [u8],
+        p: &Prepared,
+        now_tsc: u64,
+    ) -> Verdict {
+        match p.stage {
+            Stage::Drop(reason) => Verdict::Drop(reason),
+            Stage::Arp => {
+                let Some(iface) = self.interface(in_iface) else {
+                    return Verdict::Drop(DropReason::Malformed);
+                };
+                let l3 = p.l3_offset as usize;
+                match self.arp(t, in_iface, iface, p.vlan, frame, l3, now_tsc) {
+                    Ok(v) => v,
+                    Err(reason) => Verdict::Drop(reason),
+                }
+            }
+            Stage::Ipv4 if p.deferred => {
+                let mut q = [Prepared {
+                    deferred: false,
+                    ..*p
+                }];
+                self.lookup_burst(t, in_iface, &mut q);
+                self.finish(t, in_iface, frame, &q[0], now_tsc)
+            }
+            Stage::Ipv4 => {
+                let acl = match p.acl {
+                    Ok(hit) => hit,
+                    Err(hit) => return Verdict::Denied(hit),
+                };
+                match steer(t, p, p.l3_offset) {
+                    Ok(mut s) => {
+                        s.acl = acl;
+                        Verdict::Steer(s)
+                    }
+                    Err(reason) => Verdict::Drop(reason),
+                }
+            }
         }
     }
 
@@ -417,32 +553,40 @@ impl Datapath {
     }
 }
 
-/// Checks the interface's ACL: Ok with the entry that allowed the packet,
-/// Err with the one that denied it. The service IP is the destination.
-#[inline]
-fn acl_check(t: &Tables, iface: u16, key: &Ipv4Key) -> Result<AclHit, AclHit> {
-    let Some(acl) = t.acl() else {
-        return Ok(AclHit::None);
-    };
-    if !acl.has_rules(iface) {
-        return Ok(AclHit::None);
-    }
+/// Packets whose ACL lookups are made together (the ACL's own burst).
+const ACL_CHUNK: usize = crate::acl::BURST;
+
+/// The fields the ACL matches on.
+#[inline(always)]
+fn acl_fields(key: &Ipv4Key) -> PacketFields {
     let (src_port, dst_port) = key.ports.unwrap_or((0, 0));
-    let fields = PacketFields {
+    PacketFields {
         src: u32::from(key.src),
         protocol: u8::from(key.protocol),
         src_port,
         dst_port,
         has_ports: key.ports.is_some(),
         tcp_flags: key.tcp_flags,
-    };
-    let Some(v) = acl.lookup(iface, u32::from(key.dst), &fields) else {
+    }
+}
+
+/// An ACL verdict as Ok with the entry that allowed the packet, Err with
+/// the one that denied it.
+#[inline(always)]
+fn acl_hit(
+    t: &Tables,
+    iface: u16,
+    dst: Ipv4Addr,
+    v: Option<crate::acl::Verdict>,
+    customer: bool,
+) -> Result<AclHit, AclHit> {
+    let Some(v) = v else {
         return Ok(AclHit::None);
     };
     let hit = match v.rule {
         Some(id) => AclHit::Rule(id),
         None => t
-            .acl_default_slot(iface, key.dst)
+            .acl_default_slot_of(iface, dst, customer)
             .map_or(AclHit::None, AclHit::Default),
     };
     match v.action {
@@ -451,15 +595,100 @@ fn acl_check(t: &Tables, iface: u16, key: &Ipv4Key) -> Result<AclHit, AclHit> {
     }
 }
 
-/// The steering decision for an IPv4 packet (see the module doc).
-#[inline]
-fn steer(
-    t: &Tables,
+/// What a packet's keys matched.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Found {
+    #[default]
+    None,
+    Forward(PortHot),
+    Reverse(ReturnMatch),
+}
+
+/// How far a packet got in [`Datapath::prepare`] and
+/// [`Datapath::lookup_burst`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Stage {
+    /// Decided: dropped.
+    Drop(DropReason),
+    /// ARP: decided in [`Datapath::finish`] (it may answer in place).
+    Arp,
+    #[default]
+    Ipv4,
+}
+
+/// One packet between the passes of a burst: its headers, the hashes of
+/// its keys, then what they matched. Plain data, kept in a per-worker
+/// array.
+#[derive(Debug, Clone, Copy)]
+pub struct Prepared {
+    stage: Stage,
+    vlan: Option<u16>,
+    l3_offset: u8,
+    src_mac: MacAddr,
     key: Ipv4Key,
+    fwd_hash: u64,
+    rev_hash: u64,
     sender: Option<DeviceId>,
     from_client: bool,
-    l3_offset: u8,
-) -> Result<Steer, DropReason> {
+    found: Found,
+    acl: Result<AclHit, AclHit>,
+    /// After an ARP packet in its burst: looked up in `finish`.
+    deferred: bool,
+}
+
+impl Default for Prepared {
+    fn default() -> Self {
+        Prepared {
+            stage: Stage::Ipv4,
+            vlan: None,
+            l3_offset: 0,
+            src_mac: MacAddr::ZERO,
+            key: Ipv4Key {
+                src: Ipv4Addr::UNSPECIFIED,
+                dst: Ipv4Addr::UNSPECIFIED,
+                protocol: IpProtocol::Tcp,
+                ports: None,
+                later_fragment: false,
+                tcp_flags: 0,
+            },
+            fwd_hash: 0,
+            rev_hash: 0,
+            sender: None,
+            from_client: false,
+            found: Found::None,
+            acl: Ok(AclHit::None),
+            deferred: false,
+        }
+    }
+}
+
+impl Prepared {
+    /// The counter slot of the service port the packet matched, if any
+    /// (for prefetching its counters).
+    #[inline(always)]
+    pub fn service_slot(&self) -> Option<u32> {
+        match (self.stage, &self.found) {
+            (Stage::Ipv4, Found::Forward(h) | Found::Reverse(ReturnMatch { port: h, .. })) => {
+                Some(h.slot)
+            }
+            _ => None,
+        }
+    }
+
+    /// The ACL rule that decided the packet, if any.
+    #[inline(always)]
+    pub fn acl_rule(&self) -> Option<u32> {
+        match self.acl {
+            Ok(AclHit::Rule(r)) | Err(AclHit::Rule(r)) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// The steering decision for an IPv4 packet (see the module doc).
+#[inline]
+fn steer(t: &Tables, pre: &Prepared, l3_offset: u8) -> Result<Steer, DropReason> {
+    let (key, sender, from_client) = (pre.key, pre.sender, pre.from_client);
     let Some((sport, dport)) = key.ports else {
         return Err(if key.later_fragment {
             DropReason::FragmentNoPort
@@ -467,7 +696,7 @@ fn steer(
             DropReason::NoService
         });
     };
-    if let Some(p) = t.forward(key.protocol, key.dst, dport) {
+    if let Found::Forward(p) = pre.found {
         let hops = t.hops(&p);
         let (hop, count) = match sender {
             None if from_client => (0, Count::In(p.slot)),
@@ -499,7 +728,7 @@ fn steer(
         s.from_device = sender;
         return Ok(s);
     }
-    if let Some(m) = t.reverse(key.protocol, key.src, sport) {
+    if let Found::Reverse(m) = pre.found {
         let p = m.port;
         let hops = t.hops(&p);
         let d = sender.ok_or(DropReason::SourceNotVerified)?;
@@ -518,7 +747,7 @@ fn steer(
                 rewrite.src_ip = Some(p.ip);
             }
             if let Some(tp) = p.translate_to() {
-                if sport == tp && !p.is_dynamic(sport) {
+                if sport == tp && !t.is_dynamic(&p, sport) {
                     rewrite.src_port = Some(p.port);
                 }
             }

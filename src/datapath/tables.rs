@@ -6,9 +6,26 @@
 //! only mutable part is the neighbor (ARP) state, shared by all copies
 //! through atomics.
 //!
-//! Lookups are hashbrown maps on packed integer keys: one probe for a
-//! service port (exact port), one more only for services with dynamic port
-//! ranges, and one for the sender (interface, VLAN, MAC).
+//! # Design note: the lookups a packet makes
+//!
+//! A packet makes up to three lookups: its sender (interface, VLAN, source
+//! MAC), the forward key (protocol, destination, destination port) and, when
+//! that misses, the return key (protocol, source, source port). The service
+//! keys live in [`FlatTable`]s: open addressing over 64-byte buckets of two
+//! 32-byte slots, each slot holding the packed key and the compact
+//! [`PortHot`] itself, at most half full. A lookup is one multiply for the
+//! hash, then one cache line in the common case (a hit, or a miss that finds
+//! an empty slot in the home bucket); collisions spill linearly into the
+//! next bucket. Because the home bucket is known from the key alone, the
+//! worker splits a burst into passes (as DPDK's `rte_hash_lookup_bulk` and
+//! VPP's quad loops do): hash every packet's keys and prefetch their
+//! buckets, then look them all up, then act, so the cache misses of one
+//! burst overlap instead of following each other.
+//!
+//! Memory: 32 bytes per slot, 2 to 4 slots per key, so 64 to 128 bytes per
+//! service port in each of the forward and return tables. Dynamic port
+//! ranges (rare) stay in a hashbrown map consulted only when some exist.
+//! The sender table is a small [`FlatTable`] too (a few slots per device leg).
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -179,9 +196,10 @@ fn sender_key(iface: u16, vlan: Option<u16>, mac: MacAddr) -> u128 {
     (segment_key(iface, vlan) as u128) << 64 | mac as u128
 }
 
-/// What the datapath reads of a service port on every packet. Compact, and
-/// stored in the lookup maps themselves, so finding a port is one bucket
-/// access; the cold rest (names, copies) stays in [`Tables::ports`].
+/// What the datapath reads of a service port on every packet. Compact (24
+/// bytes), and stored in the lookup tables themselves, so finding a port is
+/// one bucket access; the cold rest (names, copies, dynamic range) stays in
+/// [`Tables::ports`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortHot {
     /// Index into `ports`.
@@ -192,15 +210,39 @@ pub struct PortHot {
     pub port: u16,
     /// 0: no translation.
     pub translate_to: u16,
-    /// Dynamic range (inclusive); (0, 0): none.
-    pub dyn_lo: u16,
-    pub dyn_hi: u16,
     /// The sequence: `hop_devices[hop_start..hop_start + hop_len]`.
     pub hop_start: u32,
     pub hop_len: u8,
     pub alerts_to: u8,
     /// Some hop has passive devices (look in `ports` for which).
     pub has_copies: bool,
+    /// [`HOT_DYNAMIC`] and, in the return table, [`HOT_END_SIDE`].
+    flags: u8,
+}
+
+/// The port has a dynamic range (in `ports`).
+const HOT_DYNAMIC: u8 = 1;
+/// A return-table entry keyed by the end device's own address/port.
+const HOT_END_SIDE: u8 = 2;
+
+const _: () = assert!(std::mem::size_of::<PortHot>() == 24);
+const _: () = assert!(std::mem::size_of::<Bucket<u64, PortHot>>() == 64);
+
+impl Default for PortHot {
+    fn default() -> Self {
+        PortHot {
+            index: 0,
+            slot: 0,
+            ip: Ipv4Addr::UNSPECIFIED,
+            port: 0,
+            translate_to: 0,
+            hop_start: 0,
+            hop_len: 0,
+            alerts_to: 0,
+            has_copies: false,
+            flags: 0,
+        }
+    }
 }
 
 impl PortHot {
@@ -209,11 +251,10 @@ impl PortHot {
         (self.translate_to != 0).then_some(self.translate_to)
     }
 
-    /// Whether `p` is a negotiated port rather than the service port itself
-    /// (dynamic ports are never translated).
+    /// Whether the port has a dynamic range ([`Tables::is_dynamic`]).
     #[inline(always)]
-    pub fn is_dynamic(&self, p: u16) -> bool {
-        self.dyn_hi != 0 && p >= self.dyn_lo && p <= self.dyn_hi && p != self.port
+    pub fn has_dynamic(&self) -> bool {
+        self.flags & HOT_DYNAMIC != 0
     }
 }
 
@@ -223,6 +264,27 @@ impl PortHot {
 pub struct ReturnMatch {
     pub port: PortHot,
     pub from_end_side: bool,
+}
+
+impl ReturnMatch {
+    #[inline(always)]
+    fn from_hot(h: PortHot) -> ReturnMatch {
+        ReturnMatch {
+            port: PortHot {
+                flags: h.flags & !HOT_END_SIDE,
+                ..h
+            },
+            from_end_side: h.flags & HOT_END_SIDE != 0,
+        }
+    }
+
+    #[inline(always)]
+    fn to_hot(self) -> PortHot {
+        PortHot {
+            flags: self.port.flags | if self.from_end_side { HOT_END_SIDE } else { 0 },
+            ..self.port
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -255,11 +317,12 @@ pub struct Tables {
     pub neighbors: Arc<Neighbors>,
     /// Every sequence's devices, back to back (see [`PortHot`]).
     hop_devices: Vec<DeviceId>,
-    forward: HashMap<u64, PortHot>,
+    forward: FlatTable<PortHot>,
     forward_ranges: HashMap<u64, Box<[PortRange]>>,
-    reverse: HashMap<u64, ReturnMatch>,
+    /// [`ReturnMatch`]es, stored as [`PortHot`] with [`HOT_END_SIDE`].
+    reverse: FlatTable<PortHot>,
     reverse_ranges: HashMap<u64, Box<[PortRange]>>,
-    senders: HashMap<u128, DeviceId>,
+    senders: FlatTable<DeviceId, u128>,
     /// Legs whose MAC is learnt by ARP, per segment: (neighbor slot, device).
     arp_senders: HashMap<u32, Vec<(u32, DeviceId)>>,
     device_segments: HashSet<u32>,
@@ -268,6 +331,8 @@ pub struct Tables {
     acl: Option<Arc<AclTable>>,
     /// (interface, service IP or 0 for the provider set) -> default slot.
     acl_defaults: HashMap<u64, u32>,
+    /// The provider set's default slot, by interface.
+    acl_provider_defaults: Box<[Option<u32>]>,
 }
 
 impl Tables {
@@ -280,6 +345,7 @@ impl Tables {
         ports: Vec<ServicePort>,
         neighbors: Arc<Neighbors>,
     ) -> Result<Tables, TableError> {
+        let n_ports = ports.len();
         let mut t = Tables {
             version,
             client,
@@ -287,23 +353,24 @@ impl Tables {
             ports,
             neighbors,
             hop_devices: Vec::new(),
-            forward: HashMap::new(),
+            forward: FlatTable::with_capacity(n_ports),
             forward_ranges: HashMap::new(),
-            reverse: HashMap::new(),
+            reverse: FlatTable::with_capacity(2 * n_ports),
             reverse_ranges: HashMap::new(),
-            senders: HashMap::new(),
+            senders: FlatTable::default(),
             arp_senders: HashMap::new(),
             device_segments: HashSet::new(),
             device_by_ip: HashMap::new(),
             service_ips: HashSet::new(),
             acl: None,
             acl_defaults: HashMap::new(),
+            acl_provider_defaults: Box::new([]),
         };
         for (id, d) in t.devices.iter().enumerate() {
             for leg in [d.client_leg, d.server_leg] {
                 if let NextMac::Static(mac) = leg.mac {
                     let key = sender_key(leg.iface, leg.vlan, mac);
-                    if let Some(&other) = t.senders.get(&key) {
+                    if let Some(other) = t.senders.get(key) {
                         if other as usize != id {
                             return Err(TableError(format!(
                                 "devices {:?} and {:?} share MAC {mac} on one interface and VLAN",
@@ -335,12 +402,11 @@ impl Tables {
                 ip: p.ip,
                 port: p.port,
                 translate_to: p.translate_to.unwrap_or(0),
-                dyn_lo: p.dynamic.map_or(0, |d| d.0),
-                dyn_hi: p.dynamic.map_or(0, |d| d.1),
                 hop_start: t.hop_devices.len() as u32,
                 hop_len: p.hops.len() as u8,
                 alerts_to: p.alerts_to as u8,
                 has_copies: p.hops.iter().any(|h| !h.copies.is_empty()),
+                flags: if p.dynamic.is_some() { HOT_DYNAMIC } else { 0 },
             };
             if p.hops.is_empty() || p.hops.len() > MAX_HOPS {
                 return Err(TableError(format!(
@@ -370,7 +436,8 @@ impl Tables {
                 ReturnMatch {
                     port: hot,
                     from_end_side: false,
-                },
+                }
+                .to_hot(),
             );
             if (end_ip, end_port) != (p.ip, p.port) {
                 let k = flow_key(p.protocol, end_ip, end_port);
@@ -378,9 +445,9 @@ impl Tables {
                     port: hot,
                     from_end_side: true,
                 };
-                if let Some(prev) = t.reverse.insert(k, m) {
-                    if prev.port.index != hot.index {
-                        let other = &t.ports[prev.port.index as usize];
+                if let Some(prev) = t.reverse.insert(k, m.to_hot()) {
+                    if prev.index != hot.index {
+                        let other = &t.ports[prev.index as usize];
                         return Err(TableError(format!(
                             "{}: replies from {end_ip}:{end_port} would also match service {:?} port {}",
                             name(),
@@ -425,10 +492,43 @@ impl Tables {
         Ok(t)
     }
 
+    /// The hashes of a packet's forward and return keys, with their
+    /// buckets prefetched: the first pass of a burst (see the module doc).
+    #[inline(always)]
+    pub fn prefetch_flow(
+        &self,
+        protocol: IpProtocol,
+        src: Ipv4Addr,
+        sport: u16,
+        dst: Ipv4Addr,
+        dport: u16,
+    ) -> (u64, u64) {
+        let f = flow_key(protocol, dst, dport).hash();
+        let r = flow_key(protocol, src, sport).hash();
+        self.forward.prefetch(f);
+        self.reverse.prefetch(r);
+        (f, r)
+    }
+
     /// The service port a forward-direction packet is for.
     #[inline]
     pub fn forward(&self, protocol: IpProtocol, dst: Ipv4Addr, dport: u16) -> Option<PortHot> {
-        if let Some(&p) = self.forward.get(&flow_key(protocol, dst, dport)) {
+        self.forward_hashed(protocol, dst, dport, flow_key(protocol, dst, dport).hash())
+    }
+
+    /// [`Tables::forward`] with the hash from [`Tables::prefetch_flow`].
+    #[inline(always)]
+    pub fn forward_hashed(
+        &self,
+        protocol: IpProtocol,
+        dst: Ipv4Addr,
+        dport: u16,
+        hash: u64,
+    ) -> Option<PortHot> {
+        if let Some(p) = self
+            .forward
+            .get_hashed(flow_key(protocol, dst, dport), hash)
+        {
             return Some(p);
         }
         if self.forward_ranges.is_empty() {
@@ -440,8 +540,23 @@ impl Tables {
     /// The service port a return-direction packet belongs to.
     #[inline]
     pub fn reverse(&self, protocol: IpProtocol, src: Ipv4Addr, sport: u16) -> Option<ReturnMatch> {
-        if let Some(&m) = self.reverse.get(&flow_key(protocol, src, sport)) {
-            return Some(m);
+        self.reverse_hashed(protocol, src, sport, flow_key(protocol, src, sport).hash())
+    }
+
+    /// [`Tables::reverse`] with the hash from [`Tables::prefetch_flow`].
+    #[inline(always)]
+    pub fn reverse_hashed(
+        &self,
+        protocol: IpProtocol,
+        src: Ipv4Addr,
+        sport: u16,
+        hash: u64,
+    ) -> Option<ReturnMatch> {
+        if let Some(m) = self
+            .reverse
+            .get_hashed(flow_key(protocol, src, sport), hash)
+        {
+            return Some(ReturnMatch::from_hot(m));
         }
         if self.reverse_ranges.is_empty() {
             return None;
@@ -461,6 +576,45 @@ impl Tables {
         self.hop_devices
             .get(start..start + p.hop_len as usize)
             .unwrap_or(&[])
+    }
+
+    /// Whether `p` is a negotiated port of `port` rather than the service
+    /// port itself (dynamic ports are never translated).
+    #[inline]
+    pub fn is_dynamic(&self, port: &PortHot, p: u16) -> bool {
+        port.has_dynamic()
+            && p != port.port
+            && self
+                .ports
+                .get(port.index as usize)
+                .and_then(|sp| sp.dynamic)
+                .is_some_and(|(lo, hi)| p >= lo && p <= hi)
+    }
+
+    /// Starts loading the first device of a port's sequence.
+    #[inline(always)]
+    pub fn prefetch_hops(&self, p: &PortHot) {
+        if let Some(d) = self.hop_devices.get(p.hop_start as usize) {
+            super::dpdk::prefetch(d);
+        }
+    }
+
+    /// Bytes the lookup structures hold (not the names in `ports`).
+    pub fn memory_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.forward.memory_bytes()
+            + self.reverse.memory_bytes()
+            + self.senders.memory_bytes()
+            + self.hop_devices.capacity() * size_of::<DeviceId>()
+            + self.ports.capacity() * size_of::<ServicePort>()
+            + self
+                .ports
+                .iter()
+                .map(|p| p.service.capacity() + p.hops.capacity() * size_of::<Hop>())
+                .sum::<usize>()
+            + self.service_ips.allocation_size()
+            + self.acl.as_ref().map_or(0, |a| a.memory_bytes())
+            + self.acl_defaults.allocation_size()
     }
 
     /// The passive devices that get copies at hop `k` of a port.
@@ -488,7 +642,7 @@ impl Tables {
     /// The device that sent a frame, by interface, VLAN and source MAC.
     #[inline]
     pub fn sender(&self, iface: u16, vlan: Option<u16>, mac: MacAddr) -> Option<DeviceId> {
-        if let Some(&d) = self.senders.get(&sender_key(iface, vlan, mac)) {
+        if let Some(d) = self.senders.get(sender_key(iface, vlan, mac)) {
             return Some(d);
         }
         if self.arp_senders.is_empty() {
@@ -529,11 +683,38 @@ impl Tables {
         defaults: impl IntoIterator<Item = ((u16, Option<Ipv4Addr>), u32)>,
     ) -> Tables {
         self.acl = Some(Arc::new(acl));
+        let mut provider = Vec::new();
         self.acl_defaults = defaults
             .into_iter()
+            .inspect(|&((iface, ip), slot)| {
+                if ip.is_none() {
+                    let i = iface as usize;
+                    if provider.len() <= i {
+                        provider.resize(i + 1, None);
+                    }
+                    provider[i] = Some(slot);
+                }
+            })
             .map(|((iface, ip), slot)| (acl_default_key(iface, ip), slot))
             .collect();
+        self.acl_provider_defaults = provider.into_boxed_slice();
         self
+    }
+
+    /// [`Tables::acl_default_slot`] when the ACL lookup has said whether
+    /// `dst` has a customer set (no hash lookup for the interface's own
+    /// default, which decides every packet to a client).
+    #[inline]
+    pub fn acl_default_slot_of(&self, iface: u16, dst: Ipv4Addr, customer: bool) -> Option<u32> {
+        if customer {
+            if let Some(&s) = self.acl_defaults.get(&acl_default_key(iface, Some(dst))) {
+                return Some(s);
+            }
+        }
+        self.acl_provider_defaults
+            .get(iface as usize)
+            .copied()
+            .flatten()
     }
 
     #[inline(always)]
@@ -583,6 +764,193 @@ fn find_range(ranges: &[PortRange], p: u16) -> Option<&PortRange> {
     let i = ranges.partition_point(|r| r.lo <= p);
     let r = ranges.get(i.checked_sub(1)?)?;
     (p <= r.hi).then_some(r)
+}
+
+/// A key of a [`FlatTable`]: a packed integer with one value no real key
+/// takes (it marks an empty slot).
+pub trait FlatKey: Copy + Eq {
+    const EMPTY: Self;
+    /// A well-mixed 64-bit hash (the table takes its high bits).
+    fn hash(self) -> u64;
+}
+
+/// Fibonacci hashing: one multiply by 2^64 / φ; the high bits are well mixed
+/// even for keys that differ only in their low bits (consecutive IPs).
+const FIB: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl FlatKey for u64 {
+    // Flow keys use 56 bits, so all ones is never a key.
+    const EMPTY: u64 = u64::MAX;
+    #[inline(always)]
+    fn hash(self) -> u64 {
+        (self ^ (self >> 29)).wrapping_mul(FIB)
+    }
+}
+
+impl FlatKey for u128 {
+    // Sender keys use 80 bits.
+    const EMPTY: u128 = u128::MAX;
+    #[inline(always)]
+    fn hash(self) -> u64 {
+        ((self as u64) ^ ((self >> 64) as u64).wrapping_mul(0xff51_afd7_ed55_8ccd)).hash()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot<K, V> {
+    key: K,
+    val: V,
+}
+
+/// Slots per bucket: a bucket of the service tables (32-byte slots) is one
+/// cache line.
+const SLOTS: usize = 2;
+
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+struct Bucket<K, V> {
+    slots: [Slot<K, V>; SLOTS],
+}
+
+/// An immutable-after-build open-addressing hash table on packed integer
+/// keys (see the module's design note): buckets of [`SLOTS`] slots, probed
+/// linearly from the home bucket, at most half full so that almost every
+/// lookup ends in its home bucket. No tombstones: entries are never removed
+/// (a new version is built instead).
+#[derive(Debug, Clone)]
+pub struct FlatTable<V, K: FlatKey = u64> {
+    buckets: Box<[Bucket<K, V>]>,
+    /// `buckets.len() - 1`; buckets.len() is a power of two.
+    mask: usize,
+    /// Right shift that keeps the hash bits selecting a bucket.
+    shift: u32,
+    len: usize,
+}
+
+impl<V: Copy + Default, K: FlatKey> Default for FlatTable<V, K> {
+    fn default() -> Self {
+        Self::with_buckets(1)
+    }
+}
+
+impl<V: Copy + Default, K: FlatKey> FlatTable<V, K> {
+    fn with_buckets(n: usize) -> Self {
+        let n = n.max(1).next_power_of_two();
+        let empty = Bucket {
+            slots: [Slot {
+                key: K::EMPTY,
+                val: V::default(),
+            }; SLOTS],
+        };
+        FlatTable {
+            buckets: vec![empty; n].into_boxed_slice(),
+            mask: n - 1,
+            shift: 64 - n.trailing_zeros(),
+            len: 0,
+        }
+    }
+
+    /// A table sized for `n` keys without growing.
+    pub fn with_capacity(n: usize) -> Self {
+        Self::with_buckets((2 * n).div_ceil(SLOTS))
+    }
+
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes of the slot array.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of_val(&*self.buckets)
+    }
+
+    /// The home bucket of a key's hash.
+    #[inline(always)]
+    fn home(&self, hash: u64) -> usize {
+        // shift is 64 for one bucket: checked_shr gives 0 then.
+        hash.checked_shr(self.shift).unwrap_or(0) as usize & self.mask
+    }
+
+    /// The hash of a key, for [`FlatTable::prefetch`] and
+    /// [`FlatTable::get_hashed`].
+    #[inline(always)]
+    pub fn hash(key: K) -> u64 {
+        key.hash()
+    }
+
+    /// Starts loading the home bucket of `hash` into the cache.
+    #[inline(always)]
+    pub fn prefetch(&self, hash: u64) {
+        if let Some(b) = self.buckets.get(self.home(hash)) {
+            super::dpdk::prefetch(b);
+        }
+    }
+
+    #[inline(always)]
+    pub fn get(&self, key: K) -> Option<V> {
+        self.get_hashed(key, key.hash())
+    }
+
+    /// Lookup with the hash computed beforehand.
+    #[inline(always)]
+    pub fn get_hashed(&self, key: K, hash: u64) -> Option<V> {
+        let mut b = self.home(hash);
+        // At most half full: an empty slot always ends the probe; the
+        // bound is only a guard.
+        for _ in 0..self.buckets.len() {
+            let bucket = self.buckets.get(b)?;
+            for s in &bucket.slots {
+                if s.key == key {
+                    return Some(s.val);
+                }
+                if s.key == K::EMPTY {
+                    return None;
+                }
+            }
+            b = (b + 1) & self.mask;
+        }
+        None
+    }
+
+    /// Inserts or replaces; returns the previous value.
+    pub fn insert(&mut self, key: K, val: V) -> Option<V> {
+        debug_assert!(key != K::EMPTY);
+        if 2 * (self.len + 1) > self.buckets.len() * SLOTS {
+            self.grow();
+        }
+        let mut b = self.home(key.hash());
+        loop {
+            for s in self.buckets[b].slots.iter_mut() {
+                if s.key == key {
+                    return Some(std::mem::replace(&mut s.val, val));
+                }
+                if s.key == K::EMPTY {
+                    *s = Slot { key, val };
+                    self.len += 1;
+                    return None;
+                }
+            }
+            b = (b + 1) & self.mask;
+        }
+    }
+
+    fn grow(&mut self) {
+        let mut bigger = Self::with_buckets(self.buckets.len() * 2);
+        for b in self.buckets.iter() {
+            for s in &b.slots {
+                if s.key != K::EMPTY {
+                    bigger.insert(s.key, s.val);
+                }
+            }
+        }
+        *self = bigger;
+    }
 }
 
 /// The tables each worker runs, published atomically. The control side
@@ -700,7 +1068,7 @@ mod tests {
         let web = t.forward(IpProtocol::Tcp, svc, 80).unwrap();
         assert_eq!(t.hops(&web), &[0]);
         assert_eq!(web.translate_to(), Some(8080));
-        assert!(web.is_dynamic(1100) && !web.is_dynamic(80) && !web.is_dynamic(1200));
+        assert!(t.is_dynamic(&web, 1100) && !t.is_dynamic(&web, 80) && !t.is_dynamic(&web, 1200));
         let nat = Ipv4Addr::new(10, 0, 0, 5);
         let rev = |ip: Ipv4Addr, port: u16| {
             t.reverse(IpProtocol::Tcp, ip, port)

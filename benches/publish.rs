@@ -1,0 +1,108 @@
+//! Time to compile and publish a whole table: the control plane's work for
+//! a full replacement (`PUT /v1/tables`, SIGHUP), without the HTTP and JSON
+//! around it.
+//!
+//! For each N (default 100,000 and 1,000,000 service ports), writes the
+//! benchmark config with `scripts/gen-traffic.py` (N/2 service IPs, 64
+//! devices, 10 ACL rules per service IP), parses it (timed apart: it is the
+//! TOML/JSON front end), then times `services::compile_all` (services,
+//! sequences and ACLs into `Tables`) and `Published::publish` (one copy per
+//! worker, then the version bump workers watch), five times, and prints the
+//! median and the table bytes per service port.
+//!
+//! Run: `cargo bench --bench publish` (PUBLISH_SERVICES="100000" to choose
+//! N, PUBLISH_WORKERS for the number of worker copies, default 1).
+
+use std::process::Command;
+use std::time::Instant;
+
+use seqd::control::config::Config;
+use seqd::control::services;
+use seqd::control::slots::Slots;
+use seqd::datapath::tables::Published;
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn main() {
+    // cargo bench passes --bench; nothing else is taken.
+    let sizes: Vec<usize> = std::env::var("PUBLISH_SERVICES")
+        .ok()
+        .map(|v| {
+            v.split_whitespace()
+                .map(|n| n.parse().expect("PUBLISH_SERVICES: numbers"))
+                .collect()
+        })
+        .unwrap_or_else(|| vec![100_000, 1_000_000]);
+    let workers: usize = std::env::var("PUBLISH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    println!("compile + publish of a whole table, {workers} worker copies; median of 5");
+    println!(
+        "{:>9}  {:>10}  {:>10}  {:>10}  {:>10}  {:>16}  {:>9}",
+        "services", "parse s", "compile s", "publish s", "total s", "table B/service", "RSS MiB"
+    );
+    for n in sizes {
+        let dir = format!("/tmp/seqd-publish-{n}");
+        let st = Command::new("python3")
+            .args([
+                "scripts/gen-traffic.py",
+                "--services",
+                &n.to_string(),
+                "--packets",
+                "20",
+                "--out",
+                &dir,
+            ])
+            .output()
+            .expect("python3 scripts/gen-traffic.py");
+        assert!(
+            st.status.success(),
+            "gen-traffic: {}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        let text = std::fs::read_to_string(format!("{dir}/seqd.toml")).unwrap();
+        let t0 = Instant::now();
+        let config = Config::parse(&text, "seqd.toml").unwrap_or_else(|e| panic!("{e}"));
+        let parse = t0.elapsed().as_secs_f64();
+        drop(text);
+        let rules: usize = config.acls.iter().map(|a| a.rules.len()).sum();
+        let mut slots = Slots::for_first_config(n, 64, rules, config.acls.len());
+        let first = services::compile_all(&config, 1, &mut slots).expect("compiles");
+        let table_bytes = first.tables.memory_bytes();
+        let published = Published::new(first.tables, workers);
+        let mut runs = Vec::new();
+        for v in 2..7 {
+            let t0 = Instant::now();
+            let c = services::compile_all(&config, v, &mut slots).expect("compiles");
+            let t1 = Instant::now();
+            published.publish(c.tables);
+            let t2 = Instant::now();
+            runs.push(((t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64()));
+        }
+        runs.sort_by(|a, b| (a.0 + a.1).total_cmp(&(b.0 + b.1)));
+        let (c, p) = runs[runs.len() / 2];
+        println!(
+            "{:>9}  {:>10.3}  {:>10.3}  {:>10.3}  {:>10.3}  {:>16.0}  {:>9.0}",
+            n,
+            parse,
+            c,
+            p,
+            c + p,
+            table_bytes as f64 / n as f64,
+            rss_mib()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
