@@ -34,10 +34,11 @@ use seqd::datapath::counters::{Counters, DropReason, Sizes, WorkerCounters};
 use seqd::datapath::dpdk::{prefetch, rdtsc};
 use seqd::datapath::neighbor::Neighbors;
 use seqd::datapath::packet::{EtherType, IpProtocol, MacAddr};
-use seqd::datapath::pipeline::{self, AclHit, Count, Datapath, Interface, Prepared, Verdict};
+use seqd::datapath::pipeline::{self, Datapath, Interface, Prepared, Verdict};
 use seqd::datapath::tables::{
     ClientSide, Copies, Device, DeviceMode, Hop, Leg, NextMac, ServicePort, Tables,
 };
+use seqd::datapath::worker::{count_acl, count_arrival, count_departure};
 
 const BURST: usize = 32;
 const FRAMES: usize = 65536;
@@ -364,19 +365,6 @@ fn setup(n: usize) -> Setup {
     }
 }
 
-#[inline(always)]
-fn count_acl(c: &WorkerCounters, hit: AclHit, len: u64) {
-    let h = match hit {
-        AclHit::None => return,
-        AclHit::Rule(id) => c.acl_rules.get(id as usize),
-        AclHit::Default(slot) => c.acl_defaults.get(slot as usize),
-    };
-    if let Some(h) = h {
-        h.packets.add(1);
-        h.bytes.add(len);
-    }
-}
-
 /// One burst through the worker's passes; what `Worker::process_burst`,
 /// `steer` and `emit` do, with byte buffers for mbufs. Returns packets sent.
 #[inline(never)]
@@ -404,21 +392,7 @@ fn run_burst(
         let len = FRAME_LEN as u64;
         match s.dp.finish(t, 0, b, p, 0) {
             Verdict::Steer(st) => {
-                count_acl(c, st.acl, len);
-                if let Some(dc) = st
-                    .from_device
-                    .and_then(|d| t.device_slot(d))
-                    .and_then(|i| c.devices.get(i))
-                {
-                    dc.packets_from.add(1);
-                    dc.bytes_from.add(len);
-                }
-                if let Count::In(i) = st.count {
-                    if let Some(sc) = c.services.get(i as usize) {
-                        sc.packets_in.add(1);
-                        sc.bytes_in.add(len);
-                    }
-                }
+                count_arrival(t, c, &st, len);
                 let l3 = st.l3_offset as usize;
                 pipeline::apply_rewrite(&mut b[l3..], &st.rewrite);
                 let Some(dst) = t.resolve(st.to.mac) else {
@@ -431,20 +405,7 @@ fn run_burst(
                     st.to.vlan,
                     EtherType::Ipv4,
                 );
-                if let Some(dc) = st
-                    .to_device
-                    .and_then(|d| t.device_slot(d))
-                    .and_then(|i| c.devices.get(i))
-                {
-                    dc.packets_to.add(1);
-                    dc.bytes_to.add(len);
-                }
-                if let Count::Out(i) = st.count {
-                    if let Some(sc) = c.services.get(i as usize) {
-                        sc.packets_out.add(1);
-                        sc.bytes_out.add(len);
-                    }
-                }
+                count_departure(t, c, st.to_device, st.count, len);
                 sent += 1;
             }
             Verdict::Denied(hit) => {

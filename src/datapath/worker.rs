@@ -84,8 +84,9 @@ struct Held {
     since: u64,
 }
 
+/// Counts what an ACL rule or default decided.
 #[inline(always)]
-fn count_acl(c: &WorkerCounters, hit: AclHit, len: u64) {
+pub fn count_acl(c: &WorkerCounters, hit: AclHit, len: u64) {
     let h = match hit {
         AclHit::None => return,
         AclHit::Rule(id) => c.acl_rules.get(id as usize),
@@ -94,6 +95,52 @@ fn count_acl(c: &WorkerCounters, hit: AclHit, len: u64) {
     if let Some(h) = h {
         h.packets.add(1);
         h.bytes.add(len);
+    }
+}
+
+/// Counts a packet seqd steers, as it arrived: its ACL decision, the device
+/// it came from, and the service port it entered from a client.
+#[inline(always)]
+pub fn count_arrival(t: &Tables, c: &WorkerCounters, s: &Steer, len: u64) {
+    count_acl(c, s.acl, len);
+    if let Some(dc) = s
+        .from_device
+        .and_then(|d| t.device_slot(d))
+        .and_then(|slot| c.devices.get(slot))
+    {
+        dc.packets_from.add(1);
+        dc.bytes_from.add(len);
+    }
+    if let Count::In(p) = s.count {
+        if let Some(sc) = c.services.get(p as usize) {
+            sc.packets_in.add(1);
+            sc.bytes_in.add(len);
+        }
+    }
+}
+
+/// Counts a packet as it leaves (`len` as sent): to a device, or to a
+/// client for its service port.
+#[inline(always)]
+pub fn count_departure(
+    t: &Tables,
+    c: &WorkerCounters,
+    to_device: Option<DeviceId>,
+    count: Count,
+    len: u64,
+) {
+    if let Some(dc) = to_device
+        .and_then(|d| t.device_slot(d))
+        .and_then(|slot| c.devices.get(slot))
+    {
+        dc.packets_to.add(1);
+        dc.bytes_to.add(len);
+    }
+    if let Count::Out(p) = count {
+        if let Some(sc) = c.services.get(p as usize) {
+            sc.packets_out.add(1);
+            sc.bytes_out.add(len);
+        }
     }
 }
 
@@ -290,21 +337,7 @@ impl Worker {
 
     #[inline(always)]
     fn steer(&mut self, t: &Tables, mut m: Mbuf, s: Steer, len: u64, now: u64, c: &WorkerCounters) {
-        count_acl(c, s.acl, len);
-        if let Some(dc) = s
-            .from_device
-            .and_then(|d| t.device_slot(d))
-            .and_then(|slot| c.devices.get(slot))
-        {
-            dc.packets_from.add(1);
-            dc.bytes_from.add(len);
-        }
-        if let Count::In(p) = s.count {
-            if let Some(sc) = c.services.get(p as usize) {
-                sc.packets_in.add(1);
-                sc.bytes_in.add(len);
-            }
-        }
+        count_arrival(t, c, &s, len);
         if !s.copies.is_empty() && s.copies_before_rewrite {
             self.copy_to_passive(t, &m, &s, c);
         }
@@ -376,20 +409,7 @@ impl Worker {
             to.vlan,
             EtherType::Ipv4,
         );
-        let len = m.pkt_len() as u64;
-        if let Some(dc) = to_device
-            .and_then(|d| self.tables.device_slot(d))
-            .and_then(|slot| c.devices.get(slot))
-        {
-            dc.packets_to.add(1);
-            dc.bytes_to.add(len);
-        }
-        if let Count::Out(p) = count {
-            if let Some(sc) = c.services.get(p as usize) {
-                sc.packets_out.add(1);
-                sc.bytes_out.add(len);
-            }
-        }
+        count_departure(&self.tables, c, to_device, count, m.pkt_len() as u64);
         match self.tx.get_mut(to.iface as usize) {
             Some(t) => t.push(m, c),
             None => c.drop(DropReason::Malformed, 1),
