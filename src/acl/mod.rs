@@ -89,6 +89,7 @@
 //! port tuples are unchanged). A packet is one family, so it probes only
 //! its family's prefixes and IPv4 keeps its 64-bit keys.
 
+mod lanes;
 mod tss;
 
 #[cfg(test)]
@@ -520,14 +521,26 @@ fn validate(rules: &[Rule], list: RuleList) -> Result<Vec<&Rule>, AclError> {
 /// One compiled, immutable rule set: provider rules (all first, by
 /// priority), then customer rules (by priority), then the default action.
 #[derive(Debug, Clone)]
-#[repr(C)]
 pub struct RuleSet {
-    matcher: Matcher,
+    kind: Kind,
     rules: u32,
     default: Action,
 }
 
-const _: () = assert!(std::mem::size_of::<RuleSet>() <= 120);
+/// How a rule set is matched: short lists eight rules at a time, long
+/// ones by tuple-space search.
+#[derive(Debug, Clone)]
+enum Kind {
+    Lanes(Box<[lanes::Block]>),
+    Tss(Matcher),
+}
+
+/// Whether a validated list is matched by lanes.
+fn fits_lanes(rules: &[&Rule], policy: GroupPolicy) -> bool {
+    policy == GroupPolicy::Auto
+        && rules.len() <= lanes::MAX_RULES
+        && rules.iter().all(|r| r.id <= lanes::MAX_ID)
+}
 
 impl RuleSet {
     /// Validates and compiles the two lists. Errors name the rule id.
@@ -545,26 +558,45 @@ impl RuleSet {
         default: Action,
         policy: GroupPolicy,
     ) -> Result<RuleSet, AclError> {
-        let p = validate(provider, RuleList::Provider { iface: None })?;
-        let c = validate(
+        let mut all = validate(provider, RuleList::Provider { iface: None })?;
+        all.extend(validate(
             customer,
             RuleList::Customer {
                 iface: None,
                 service_ip: None,
             },
-        )?;
-        let rules = (p.len() + c.len()) as u32;
-        Ok(RuleSet {
-            matcher: Matcher::new(p.into_iter().chain(c), policy),
-            rules,
+        )?);
+        Ok(Self::from_ranked(all, default, policy))
+    }
+
+    /// Compiles validated rules in rank order.
+    fn from_ranked(rules: Vec<&Rule>, default: Action, policy: GroupPolicy) -> RuleSet {
+        let kind = if fits_lanes(&rules, policy) {
+            let mut blocks = Vec::new();
+            lanes::compile(rules.iter().copied(), &mut blocks);
+            Kind::Lanes(blocks.into_boxed_slice())
+        } else {
+            Kind::Tss(Matcher::new(rules.iter().copied(), policy))
+        };
+        RuleSet {
+            kind,
+            rules: rules.len() as u32,
             default,
-        })
+        }
+    }
+
+    #[inline(always)]
+    fn find(&self, p: &PacketFields) -> Option<Hit> {
+        match &self.kind {
+            Kind::Lanes(b) => lanes::find(b, p),
+            Kind::Tss(m) => m.find(p),
+        }
     }
 
     /// The first matching rule's action and id, or the default action.
     #[inline]
     pub fn lookup(&self, p: &PacketFields) -> Verdict {
-        match self.matcher.find(p) {
+        match self.find(p) {
             Some(h) => h.into(),
             None => self.default_verdict(),
         }
@@ -595,12 +627,26 @@ impl RuleSet {
     /// How the set was compiled: prefix lengths, groups, nested groups,
     /// the most hash probes a lookup can make.
     pub fn stats(&self) -> MatchStats {
-        self.matcher.stats()
+        match &self.kind {
+            Kind::Lanes(b) => MatchStats {
+                kept: self.len(),
+                lane_blocks: b.len(),
+                ..MatchStats::default()
+            },
+            Kind::Tss(m) => m.stats(),
+        }
     }
 
     /// Approximate bytes held, heap and the struct itself.
     pub fn memory_bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + self.matcher.heap_bytes()
+        std::mem::size_of::<Self>() + self.heap_bytes()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match &self.kind {
+            Kind::Lanes(b) => std::mem::size_of_val(&**b),
+            Kind::Tss(m) => m.heap_bytes(),
+        }
     }
 }
 
@@ -612,21 +658,66 @@ struct IfaceAcl {
     /// Provider rules and the interface default (Allow when only customer
     /// rules were given).
     provider: RuleSet,
+    /// The caller's tag for the interface default ([`NO_TAG`]: none).
+    tag: u32,
 }
 
-/// A customer set in the index, stored inline in its bucket so finding
-/// it also brings in its header: `key = iface << 32 | service_ip`.
-#[derive(Debug, Clone)]
-#[repr(C, align(64))]
-struct CustomerSet {
+/// "No tag" in [`Slot::tag`] and [`IfaceAcl::tag`].
+const NO_TAG: u32 = u32::MAX;
+/// [`Slot::key`] of an empty slot (a real key has 16 zero top bits).
+const EMPTY_KEY: u64 = u64::MAX;
+
+/// [`Slot::info`]: the first block (or the index in `large`) in the low
+/// bits, then the block count, then whether the set is large, then its
+/// default action.
+const INFO_START: u32 = (1 << 27) - 1;
+const INFO_BLOCKS_SHIFT: u32 = 27;
+const INFO_LARGE: u32 = 1 << 30;
+const INFO_DENY: u32 = 1 << 31;
+
+/// One slot of the customer-set index: 16 bytes, four to a cache line.
+/// A short set's rules are blocks in the table's arena, found from here
+/// with no further indirection: the slot is prefetched a pass before the
+/// lookup, the blocks when the slot is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(16))]
+struct Slot {
+    /// `iface << 32 | service_ip`, or [`EMPTY_KEY`].
     key: u64,
-    set: RuleSet,
+    info: u32,
+    /// The caller's tag for this set's default ([`NO_TAG`]: none).
+    tag: u32,
 }
 
-// Two cache lines per bucket, aligned: finding the set brings its header.
-const _: () = assert!(std::mem::size_of::<CustomerSet>() == 128);
-// An empty bucket costs nothing more (the set's pointers give a niche).
-const _: () = assert!(std::mem::size_of::<Option<CustomerSet>>() == 128);
+const _: () = assert!(std::mem::size_of::<Slot>() == 16);
+
+impl Slot {
+    const EMPTY: Slot = Slot {
+        key: EMPTY_KEY,
+        info: 0,
+        tag: NO_TAG,
+    };
+}
+
+/// The customer set a packet's service IP has on its interface, as found
+/// by [`AclTable::locate`] and matched by [`AclTable::decide`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SetRef {
+    info: u32,
+    tag: u32,
+    present: bool,
+}
+
+/// What the ACL decided for one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub action: Action,
+    /// The matching rule's id; None when a default decided.
+    pub rule: Option<u32>,
+    /// When a default decided: the tag given to that default by
+    /// [`AclTable::set_default_tags`], if any.
+    pub default_tag: Option<u32>,
+}
 
 /// Packets per burst stage in [`AclTable::lookup_burst`] (stack scratch).
 pub const BURST: usize = 32;
@@ -640,18 +731,28 @@ pub struct AclTable {
     /// the later ones have no ACL.
     ifaces: Box<[IfaceAcl]>,
     /// Open addressing, linear probing, at most half full: a set is found
-    /// in its home bucket almost always, so [`AclTable::prefetch`] can
-    /// bring it in a pass ahead of [`AclTable::lookup_burst`].
-    index: Box<[Option<CustomerSet>]>,
+    /// in its home slot almost always, so [`AclTable::prefetch`] can bring
+    /// it in a pass ahead of [`AclTable::locate`].
+    index: Box<[Slot]>,
     /// `index.len() - 1` (a power of two, or 0 when empty).
     mask: usize,
+    /// The blocks of every short customer set, set after set.
+    blocks: Box<[lanes::Block]>,
+    /// Customer sets too long for lanes.
+    large: Box<[RuleSet]>,
     sets: usize,
+    rules: usize,
     seed: u64,
 }
 
 #[inline(always)]
 fn index_key(iface: u16, service_ip: u32) -> u64 {
     ((iface as u64) << 32) | service_ip as u64
+}
+
+#[inline(always)]
+fn tag_opt(tag: u32) -> Option<u32> {
+    (tag != NO_TAG).then_some(tag)
 }
 
 impl AclTable {
@@ -665,7 +766,10 @@ impl AclTable {
             ifaces: Box::new([]),
             index: Box::new([]),
             mask: 0,
+            blocks: Box::new([]),
+            large: Box::new([]),
             sets: 0,
+            rules: 0,
             seed: 0,
         }
     }
@@ -688,21 +792,37 @@ impl AclTable {
     }
 
     #[inline(always)]
-    fn find_set(&self, hash: u64, key: u64) -> Option<&RuleSet> {
-        let mut i = hash as usize & self.mask;
-        // At most half full: an empty bucket ends every probe.
+    fn find_slot(&self, key: u64) -> Option<&Slot> {
+        let mut i = self.index_hash(key) as usize & self.mask;
+        // At most half full: an empty slot ends every probe.
         for _ in 0..self.index.len() {
-            match self.index.get(i)? {
-                Some(e) if e.key == key => return Some(&e.set),
-                Some(_) => i = (i + 1) & self.mask,
-                None => return None,
+            let s = self.index.get(i)?;
+            if s.key == key {
+                return Some(s);
             }
+            if s.key == EMPTY_KEY {
+                return None;
+            }
+            i = (i + 1) & self.mask;
         }
         None
     }
 
-    /// Starts loading the customer set of `service_ip` on `iface` (its home
-    /// bucket) into the cache, for a lookup a pass later.
+    /// Gives each default action a tag that [`AclTable::decide`] returns
+    /// when that default decides (the datapath's counter slots): `tag(iface,
+    /// None)` for an interface's default, `tag(iface, Some(service_ip))`
+    /// for a customer set's.
+    pub fn set_default_tags(&mut self, tag: impl Fn(u16, Option<u32>) -> Option<u32>) {
+        for (i, ia) in self.ifaces.iter_mut().enumerate() {
+            ia.tag = tag(i as u16, None).unwrap_or(NO_TAG);
+        }
+        for s in self.index.iter_mut().filter(|s| s.key != EMPTY_KEY) {
+            s.tag = tag((s.key >> 32) as u16, Some(s.key as u32)).unwrap_or(NO_TAG);
+        }
+    }
+
+    /// Starts loading the index slot of `service_ip` on `iface` into the
+    /// cache, for [`AclTable::locate`] a pass later.
     #[inline(always)]
     pub fn prefetch(&self, iface: u16, service_ip: u32) {
         let h = self.index_hash(index_key(iface, service_ip));
@@ -711,29 +831,92 @@ impl AclTable {
         }
     }
 
-    /// The verdict for a packet to `service_ip` arriving on `iface`: the
-    /// interface's provider rules, then the service's customer rules and
-    /// default, or the interface default when the service has no customer
-    /// rules. None when the interface has no ACL (allowed).
-    #[inline]
-    pub fn lookup(&self, iface: u16, service_ip: u32, p: &PacketFields) -> Option<Verdict> {
-        let ia = self.iface(iface)?;
-        if let Some(h) = ia.provider.matcher.find(p) {
-            return Some(h.into());
+    /// Finds the customer set of `service_ip` on `iface` and starts loading
+    /// its rules, for [`AclTable::decide`] a pass later.
+    #[inline(always)]
+    pub fn locate(&self, iface: u16, service_ip: u32) -> SetRef {
+        let Some(s) = self.find_slot(index_key(iface, service_ip)) else {
+            return SetRef::default();
+        };
+        if s.info & INFO_LARGE == 0 {
+            lanes::prefetch(self.small_blocks(s.info));
         }
-        let key = index_key(iface, service_ip);
-        Some(match self.find_set(self.index_hash(key), key) {
-            Some(set) => set.lookup(p),
-            None => ia.provider.default_verdict(),
+        SetRef {
+            info: s.info,
+            tag: s.tag,
+            present: true,
+        }
+    }
+
+    #[inline(always)]
+    fn small_blocks(&self, info: u32) -> &[lanes::Block] {
+        let start = (info & INFO_START) as usize;
+        let n = ((info >> INFO_BLOCKS_SHIFT) & 7) as usize;
+        self.blocks.get(start..start + n).unwrap_or(&[])
+    }
+
+    /// The decision for a packet arriving on `iface` whose service IP has
+    /// the customer set `set` (from [`AclTable::locate`]): the interface's
+    /// provider rules, then the customer rules and default, or the
+    /// interface default when the service has no customer rules. None when
+    /// the interface has no ACL (allowed).
+    #[inline(always)]
+    pub fn decide(&self, iface: u16, set: SetRef, p: &PacketFields) -> Option<Decision> {
+        let ia = self.iface(iface)?;
+        let rule = |h: Hit| Decision {
+            action: h.action,
+            rule: Some(h.id),
+            default_tag: None,
+        };
+        if let Some(h) = ia.provider.find(p) {
+            return Some(rule(h));
+        }
+        if !set.present {
+            return Some(Decision {
+                action: ia.provider.default,
+                rule: None,
+                default_tag: tag_opt(ia.tag),
+            });
+        }
+        let (hit, default) = if set.info & INFO_LARGE == 0 {
+            let default = if set.info & INFO_DENY != 0 {
+                Action::Deny
+            } else {
+                Action::Allow
+            };
+            (lanes::find(self.small_blocks(set.info), p), default)
+        } else {
+            match self.large.get((set.info & INFO_START) as usize) {
+                Some(l) => (l.find(p), l.default),
+                None => (None, ia.provider.default),
+            }
+        };
+        Some(match hit {
+            Some(h) => rule(h),
+            None => Decision {
+                action: default,
+                rule: None,
+                default_tag: tag_opt(set.tag),
+            },
         })
     }
 
+    /// The verdict for a packet to `service_ip` arriving on `iface` (see
+    /// [`AclTable::decide`]). None when the interface has no ACL.
+    #[inline]
+    pub fn lookup(&self, iface: u16, service_ip: u32, p: &PacketFields) -> Option<Verdict> {
+        self.iface(iface)?;
+        self.decide(iface, self.locate(iface, service_ip), p)
+            .map(|d| Verdict {
+                action: d.action,
+                rule: d.rule,
+            })
+    }
+
     /// [`AclTable::lookup`] for a burst of `(service IP, packet)` arriving
-    /// on one interface; `out[i]` gets the verdict of `keys[i]`. Works in
-    /// stages of [`BURST`] packets: hashes, then customer-set finds and
-    /// each set's first prefix probe, then matching, so the cache misses of
-    /// different packets overlap (the pure-Rust stand-in for a prefetch).
-    /// No allocation: the scratch arrays are on the stack.
+    /// on one interface; `out[i]` gets the verdict of `keys[i]`. Finds every
+    /// set first (starting the loads of their rules), then matches, so the
+    /// cache misses of different packets overlap.
     ///
     /// Panics if `out` is shorter than `keys`.
     #[inline]
@@ -779,38 +962,25 @@ impl AclTable {
             "lookup_burst: out is shorter than keys"
         );
         let out = &mut out[..keys.len()];
-        let Some(ia) = self.iface(iface) else {
+        if self.iface(iface).is_none() {
             out.fill(None);
             customer.iter_mut().for_each(|c| *c = false);
             return;
-        };
+        }
         for (ci, (kc, oc)) in keys.chunks(BURST).zip(out.chunks_mut(BURST)).enumerate() {
-            let mut hashes = [0u64; BURST];
-            for (h, k) in hashes.iter_mut().zip(kc) {
-                *h = self.index_hash(index_key(iface, k.0));
+            let mut sets = [SetRef::default(); BURST];
+            for (s, k) in sets.iter_mut().zip(kc) {
+                *s = self.locate(iface, k.0);
             }
-            let mut sets: [Option<&RuleSet>; BURST] = [None; BURST];
-            let mut touched = 0u32;
-            for ((s, h), k) in sets.iter_mut().zip(&hashes).zip(kc) {
-                *s = self.find_set(*h, index_key(iface, k.0));
-                if let Some(set) = s {
-                    touched += set.matcher.touch(&k.1) as u32;
-                }
-            }
-            std::hint::black_box(touched);
             if let Some(cc) = customer.get_mut(ci * BURST..ci * BURST + kc.len()) {
                 for (c, s) in cc.iter_mut().zip(&sets) {
-                    *c = s.is_some();
+                    *c = s.present;
                 }
             }
             for ((o, s), k) in oc.iter_mut().zip(&sets).zip(kc) {
-                let p = &k.1;
-                *o = Some(match ia.provider.matcher.find(p) {
-                    Some(h) => h.into(),
-                    None => match s {
-                        Some(set) => set.lookup(p),
-                        None => ia.provider.default_verdict(),
-                    },
+                *o = self.decide(iface, *s, &k.1).map(|d| Verdict {
+                    action: d.action,
+                    rule: d.rule,
                 });
             }
         }
@@ -818,13 +988,7 @@ impl AclTable {
 
     /// The number of rules, provider and customer.
     pub fn len(&self) -> usize {
-        self.ifaces.iter().map(|i| i.provider.len()).sum::<usize>()
-            + self
-                .index
-                .iter()
-                .flatten()
-                .map(|c| c.set.len())
-                .sum::<usize>()
+        self.rules
     }
 
     pub fn is_empty(&self) -> bool {
@@ -845,12 +1009,8 @@ impl AclTable {
                 .map(|i| i.provider.memory_bytes())
                 .sum::<usize>()
             + std::mem::size_of_val(&*self.index)
-            + self
-                .index
-                .iter()
-                .flatten()
-                .map(|c| c.set.matcher.heap_bytes())
-                .sum::<usize>()
+            + std::mem::size_of_val(&*self.blocks)
+            + self.large.iter().map(|l| l.memory_bytes()).sum::<usize>()
     }
 }
 
@@ -905,9 +1065,11 @@ impl AclTableBuilder {
             IfaceAcl {
                 active: false,
                 provider: empty,
+                tag: NO_TAG,
             };
             n_ifaces
         ];
+        let mut rule_count = 0;
         let mut seen_provider = vec![false; n_ifaces];
         for (iface, rules, default) in &self.providers {
             let i = *iface as usize;
@@ -916,26 +1078,27 @@ impl AclTableBuilder {
             }
             let set = RuleSet::compile(rules, &[], *default)
                 .map_err(|e| e.with_location(*iface, None))?;
-            ifaces[i] = IfaceAcl {
-                active: true,
-                provider: set,
-            };
+            rule_count += set.len();
+            ifaces[i].active = true;
+            ifaces[i].provider = set;
         }
 
         let seed = tss::random_seed();
-        let buckets = if self.customers.is_empty() {
+        let slots = if self.customers.is_empty() {
             0
         } else {
             (2 * self.customers.len()).next_power_of_two()
         };
-        let mask = buckets.saturating_sub(1);
-        let mut index: Vec<Option<CustomerSet>> = (0..buckets).map(|_| None).collect();
+        let mask = slots.saturating_sub(1);
+        let mut index = vec![Slot::EMPTY; slots];
+        let mut blocks = Vec::new();
+        let mut large = Vec::new();
         let hash = |key: u64| fold(key ^ seed, INDEX_MUL);
         for (iface, service_ip, rules, default) in &self.customers {
             let key = index_key(*iface, *service_ip);
             let mut i = hash(key) as usize & mask;
-            while let Some(e) = &index[i] {
-                if e.key == key {
+            while index[i].key != EMPTY_KEY {
+                if index[i].key == key {
                     return Err(AclError::DuplicateCustomerSet {
                         iface: *iface,
                         service_ip: *service_ip,
@@ -943,16 +1106,45 @@ impl AclTableBuilder {
                 }
                 i = (i + 1) & mask;
             }
-            let set = RuleSet::compile(&[], rules, *default)
-                .map_err(|e| e.with_location(*iface, Some(*service_ip)))?;
-            index[i] = Some(CustomerSet { key, set });
+            let ranked = validate(
+                rules,
+                RuleList::Customer {
+                    iface: None,
+                    service_ip: None,
+                },
+            )
+            .map_err(|e| e.with_location(*iface, Some(*service_ip)))?;
+            rule_count += ranked.len();
+            let deny = if *default == Action::Deny {
+                INFO_DENY
+            } else {
+                0
+            };
+            let info = if fits_lanes(&ranked, GroupPolicy::Auto)
+                && blocks.len() + lanes::MAX_RULES / lanes::LANES <= INFO_START as usize
+            {
+                let start = blocks.len() as u32;
+                let n = lanes::compile(ranked.into_iter(), &mut blocks) as u32;
+                start | (n << INFO_BLOCKS_SHIFT) | deny
+            } else {
+                large.push(RuleSet::from_ranked(ranked, *default, GroupPolicy::Auto));
+                (large.len() - 1) as u32 | INFO_LARGE | deny
+            };
+            index[i] = Slot {
+                key,
+                info,
+                tag: NO_TAG,
+            };
             ifaces[*iface as usize].active = true;
         }
         Ok(AclTable {
             ifaces: ifaces.into_boxed_slice(),
             index: index.into_boxed_slice(),
             mask,
+            blocks: blocks.into_boxed_slice(),
+            large: large.into_boxed_slice(),
             sets: self.customers.len(),
+            rules: rule_count,
             seed,
         })
     }

@@ -3,6 +3,7 @@
 
 use proptest::prelude::*;
 
+use super::lanes::{MAX_ID as MAX_LANE_ID, MAX_RULES as MAX_LANE_RULES};
 use super::tss::{port_blocks, GroupPolicy, MAX_ENTRIES_PER_RULE, MAX_PORT_BLOCKS};
 use super::*;
 
@@ -495,7 +496,7 @@ fn port_ranges_expand_to_few_exact_blocks() {
     assert_eq!(s.lookup(&tcp(1, 1, 65535, 0)), default(Allow));
     assert_eq!(s.lookup(&tcp(1, 0, 65534, 0)), default(Allow));
     // Scanned linearly, the same rule is one record.
-    let s = RuleSet::compile(&[], &[r], Allow).unwrap();
+    let s = RuleSet::compile_with(&[], &[r], Allow, GroupPolicy::Linear).unwrap();
     assert_eq!(s.stats().nested_groups, 0);
     assert_eq!(s.stats().max_probes, 1);
 }
@@ -579,7 +580,10 @@ fn a_large_group_of_one_prefix_is_nested() {
 
 #[test]
 fn covered_rules_are_dropped() {
-    let s = set(
+    // By the tuple space (a short list like this one is matched by lanes,
+    // which keep every rule).
+    let s = RuleSet::compile_with(
+        &[],
         &[
             dports(proto(rule(1, 1, Deny), Protocol::Tcp), 1, 1000),
             dports(proto(rule(2, 2, Allow), Protocol::Tcp), 80, 80),
@@ -591,10 +595,84 @@ fn covered_rules_are_dropped() {
             dports(proto(rule(4, 4, Allow), Protocol::Udp), 80, 80),
         ],
         Allow,
-    );
+        GroupPolicy::Linear,
+    )
+    .unwrap();
     assert_eq!(s.stats().kept, 2);
     assert_eq!(s.lookup(&tcp(1, 1, 80, SYN)), hit(1, Deny));
     assert_eq!(s.lookup(&udp(1, 1, 80)), hit(4, Allow));
+}
+
+#[test]
+fn short_lists_are_matched_in_blocks_of_eight() {
+    // Rule k denies host 10.0.0.k; the last one allows everything.
+    let list = |n: u32, id0: u32| -> Vec<Rule> {
+        let mut v: Vec<Rule> = (0..n - 1)
+            .map(|k| src(rule(id0 + k, 10 + k, Deny), 0x0a00_0000 + k, 32))
+            .collect();
+        v.push(rule(id0 + n - 1, 1000, Allow));
+        v
+    };
+    for (n, blocks) in [(1, 1), (8, 1), (9, 2), (20, 3), (32, 4), (33, 0)] {
+        let s = set(&list(n, 0), Deny);
+        assert_eq!(s.stats().lane_blocks, blocks, "{n} rules");
+        assert_eq!(s.len(), n as usize);
+        for k in 0..n - 1 {
+            assert_eq!(s.lookup(&tcp(0x0a00_0000 + k, 1, 2, 0)), hit(k, Deny));
+        }
+        assert_eq!(s.lookup(&tcp(0x0b00_0000, 1, 2, 0)), hit(n - 1, Allow));
+    }
+    assert_eq!(MAX_LANE_RULES, 32);
+    // An id above what a lane's tag holds: the tuple space, same answers.
+    let s = set(&list(9, MAX_LANE_ID - 4), Deny);
+    assert_eq!(s.stats().lane_blocks, 0);
+    assert_eq!(
+        s.lookup(&tcp(0x0a00_0005, 1, 2, 0)),
+        hit(MAX_LANE_ID + 1, Deny)
+    );
+    // An empty list: no block, the default decides.
+    let s = set(&[], Deny);
+    assert_eq!(s.stats().lane_blocks, 0);
+    assert_eq!(s.lookup(&tcp(1, 1, 2, 0)), default(Deny));
+}
+
+#[test]
+fn a_default_decision_carries_the_tag_of_its_default() {
+    let mut b = AclTable::builder();
+    b.add_provider(2, vec![src(rule(1, 1, Deny), a([10, 9, 0, 0]), 16)], Allow);
+    // A short set and one long enough for the tuple space.
+    b.add_customer(2, 100, vec![dports(rule(2, 1, Allow), 80, 80)], Deny);
+    let long: Vec<Rule> = (0..40)
+        .map(|k| src(rule(100 + k, k, Allow), 0x0b00_0000 + k, 32))
+        .collect();
+    b.add_customer(2, 200, long, Deny);
+    let mut t = b.build().unwrap();
+    t.set_default_tags(|iface, ip| match (iface, ip) {
+        (2, None) => Some(7),
+        (2, Some(100)) => Some(8),
+        (2, Some(200)) => Some(9),
+        _ => None,
+    });
+    let decide = |svc: u32, p: PacketFields| t.decide(2, t.locate(2, svc), &p).unwrap();
+    let d = |action, rule, default_tag| Decision {
+        action,
+        rule,
+        default_tag,
+    };
+    assert_eq!(decide(100, tcp(5, 1, 80, 0)), d(Allow, Some(2), None));
+    assert_eq!(decide(100, tcp(5, 1, 81, 0)), d(Deny, None, Some(8)));
+    assert_eq!(
+        decide(200, tcp(0x0b00_0003, 1, 81, 0)),
+        d(Allow, Some(103), None)
+    );
+    assert_eq!(decide(200, tcp(5, 1, 81, 0)), d(Deny, None, Some(9)));
+    assert_eq!(decide(300, tcp(5, 1, 81, 0)), d(Allow, None, Some(7)));
+    assert_eq!(
+        decide(100, tcp(a([10, 9, 3, 3]), 1, 80, 0)),
+        d(Deny, Some(1), None)
+    );
+    assert_eq!(t.decide(3, t.locate(3, 100), &tcp(5, 1, 80, 0)), None);
+    assert_eq!(t.len(), 42);
 }
 
 // ------------------------------------------------------------------- errors
@@ -921,7 +999,12 @@ fn arb_rule(dense: bool) -> impl Strategy<Value = Rule> {
         (addr(), prefix_len()).boxed()
     };
     (
-        (any::<u32>(), 0u32..256),
+        // Mostly ids lanes can hold, sometimes one that sends the list to
+        // the tuple space.
+        (
+            prop_oneof![9 => 0u32..=MAX_LANE_ID, 1 => any::<u32>()],
+            0u32..256,
+        ),
         source,
         0..4u8,
         (range(), range()),

@@ -22,7 +22,7 @@ use super::packet::tcp::TcpPacket;
 use super::packet::udp::UdpPacket;
 use super::packet::{Error as PacketError, EtherType, IpProtocol, MacAddr};
 use super::tables::{Copies, DeviceId, DeviceMode, Leg, NextMac, PortHot, ReturnMatch, Tables};
-use crate::acl::{Action, PacketFields};
+use crate::acl::{Action, Decision, PacketFields, SetRef};
 
 /// What happens to one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -379,15 +379,15 @@ impl Datapath {
     #[inline]
     pub fn lookup_burst(&self, t: &Tables, in_iface: u16, burst: &mut [Prepared]) {
         let acl = t.acl().filter(|a| a.has_rules(in_iface));
-        let mut acl_keys = [(0u32, PacketFields::default()); ACL_CHUNK];
-        let mut acl_at = [0u8; ACL_CHUNK];
-        let mut acl_n = 0;
         // An ARP packet may teach a device's MAC (learnt when it is
         // finished, in order): the packets after it in the burst look their
         // sender up then, in `finish`, as they would one by one.
         let mut after_arp = false;
         for chunk in burst.chunks_mut(ACL_CHUNK) {
-            for (i, p) in chunk.iter_mut().enumerate() {
+            // Each packet's customer set, found (and its rules' loads
+            // started) in the first loop, matched in the second.
+            let mut sets = [SetRef::default(); ACL_CHUNK];
+            for (p, set) in chunk.iter_mut().zip(sets.iter_mut()) {
                 if p.stage == Stage::Arp {
                     after_arp = true;
                 }
@@ -424,27 +424,18 @@ impl Datapath {
                         t.prefetch_hops(h);
                     }
                 }
-                if acl.is_some() {
-                    acl_keys[acl_n] = (u32::from(key.dst), acl_fields(&key));
-                    acl_at[acl_n] = i as u8;
-                    acl_n += 1;
+                // The interface's ACL, before the packet is steered; the
+                // service IP is the destination.
+                if let Some(acl) = acl {
+                    *set = acl.locate(in_iface, u32::from(key.dst));
                 }
             }
-            // The interface's ACL, before the packet is steered; the
-            // service IP is the destination.
             if let Some(acl) = acl {
-                let mut verdicts = [None; ACL_CHUNK];
-                let mut customer = [false; ACL_CHUNK];
-                acl.lookup_burst_sets(in_iface, &acl_keys[..acl_n], &mut verdicts, &mut customer);
-                for ((&i, v), &c) in acl_at[..acl_n]
-                    .iter()
-                    .zip(&verdicts[..acl_n])
-                    .zip(&customer)
-                {
-                    let p = &mut chunk[i as usize];
-                    p.acl = acl_hit(t, in_iface, p.key.dst, *v, c);
+                for (p, set) in chunk.iter_mut().zip(&sets) {
+                    if p.stage == Stage::Ipv4 && !p.deferred {
+                        p.acl = acl_hit(acl.decide(in_iface, *set, &acl_fields(&p.key)));
+                    }
                 }
-                acl_n = 0;
             }
         }
     }
@@ -570,26 +561,19 @@ fn acl_fields(key: &Ipv4Key) -> PacketFields {
     }
 }
 
-/// An ACL verdict as Ok with the entry that allowed the packet, Err with
+/// An ACL decision as Ok with the entry that allowed the packet, Err with
 /// the one that denied it.
 #[inline(always)]
-fn acl_hit(
-    t: &Tables,
-    iface: u16,
-    dst: Ipv4Addr,
-    v: Option<crate::acl::Verdict>,
-    customer: bool,
-) -> Result<AclHit, AclHit> {
-    let Some(v) = v else {
+fn acl_hit(d: Option<Decision>) -> Result<AclHit, AclHit> {
+    let Some(d) = d else {
         return Ok(AclHit::None);
     };
-    let hit = match v.rule {
-        Some(id) => AclHit::Rule(id),
-        None => t
-            .acl_default_slot_of(iface, dst, customer)
-            .map_or(AclHit::None, AclHit::Default),
+    let hit = match (d.rule, d.default_tag) {
+        (Some(id), _) => AclHit::Rule(id),
+        (None, Some(slot)) => AclHit::Default(slot),
+        (None, None) => AclHit::None,
     };
-    match v.action {
+    match d.action {
         Action::Allow => Ok(hit),
         Action::Deny => Err(hit),
     }

@@ -679,10 +679,9 @@ impl Tables {
     /// by (interface, service IP; None for the interface's provider set).
     pub fn with_acl(
         mut self,
-        acl: AclTable,
+        mut acl: AclTable,
         defaults: impl IntoIterator<Item = ((u16, Option<Ipv4Addr>), u32)>,
     ) -> Tables {
-        self.acl = Some(Arc::new(acl));
         let mut provider = Vec::new();
         self.acl_defaults = defaults
             .into_iter()
@@ -698,6 +697,14 @@ impl Tables {
             .map(|((iface, ip), slot)| (acl_default_key(iface, ip), slot))
             .collect();
         self.acl_provider_defaults = provider.into_boxed_slice();
+        // The ACL returns a default's counter slot itself: no hash lookup
+        // per packet.
+        acl.set_default_tags(|iface, ip| {
+            self.acl_defaults
+                .get(&acl_default_key(iface, ip.map(Ipv4Addr::from)))
+                .copied()
+        });
+        self.acl = Some(Arc::new(acl));
         self
     }
 

@@ -1,0 +1,174 @@
+//! Small rule lists matched eight rules at a time.
+//!
+//! Most rule lists are short (a customer's ten rules, an interface's few
+//! provider rules) and use many different prefix lengths, so a tuple space
+//! would probe a hash table per length. Here each block of eight rules is
+//! stored field by field (structure of arrays, three cache lines), every
+//! rule of a block is tested at once without a branch — the compiler turns
+//! the loop over the eight lanes into vector compares — and the lowest set
+//! bit of the resulting mask is the first matching rule. Blocks are in rank
+//! order, so the first block with a match decides. A list of up to
+//! [`MAX_RULES`] rules takes at most four blocks; longer lists use the
+//! tuple space ([`super::tss`]).
+
+use super::tss::Hit;
+use super::{Action, PacketFields, Rule};
+
+/// Rules per block.
+pub(super) const LANES: usize = 8;
+
+/// The longest list matched by lanes.
+pub(super) const MAX_RULES: usize = 4 * LANES;
+
+/// Rule ids must leave the two top bits of a lane's tag free.
+pub(super) const MAX_ID: u32 = (1 << 30) - 1;
+
+const TAG_DENY: u32 = 1 << 31;
+const TAG_NEEDS_PORTS: u32 = 1 << 30;
+const TAG_ID: u32 = MAX_ID;
+
+/// Eight rules, one field per array: 192 bytes, three cache lines (the
+/// source test, the four port bounds, then protocol, flags and tags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(64))]
+pub(super) struct Block {
+    src: [u32; LANES],
+    src_mask: [u32; LANES],
+    dst_lo: [u16; LANES],
+    dst_hi: [u16; LANES],
+    src_lo: [u16; LANES],
+    src_hi: [u16; LANES],
+    proto: [u8; LANES],
+    proto_mask: [u8; LANES],
+    flags: [u8; LANES],
+    flags_mask: [u8; LANES],
+    /// Rule id | [`TAG_DENY`] | [`TAG_NEEDS_PORTS`].
+    tag: [u32; LANES],
+}
+
+const _: () = assert!(std::mem::size_of::<Block>() == 192);
+
+impl Block {
+    /// A block whose lanes match nothing: `src & 0 == 1` never holds.
+    const EMPTY: Block = Block {
+        src: [1; LANES],
+        src_mask: [0; LANES],
+        dst_lo: [0; LANES],
+        dst_hi: [0; LANES],
+        src_lo: [0; LANES],
+        src_hi: [0; LANES],
+        proto: [0; LANES],
+        proto_mask: [0; LANES],
+        flags: [0; LANES],
+        flags_mask: [0; LANES],
+        tag: [0; LANES],
+    };
+
+    fn set(&mut self, lane: usize, r: &Rule) {
+        let (mut proto_mask, mut proto) = match r.protocol.number() {
+            Some(n) => (0xff, n),
+            None => (0, 0),
+        };
+        let (flags_mask, flags) = match r.tcp_flags {
+            // A flag test narrows the protocol to TCP (validated).
+            Some(f) => {
+                proto_mask = 0xff;
+                proto = super::Protocol::TCP;
+                (f.mask, f.value)
+            }
+            None => (0, 0),
+        };
+        let needs_ports = r.tcp_flags.is_some()
+            || r.dst_ports != super::PortRange::ANY
+            || r.src_ports != super::PortRange::ANY;
+        self.src[lane] = r.src.addr & r.src.mask();
+        self.src_mask[lane] = r.src.mask();
+        self.dst_lo[lane] = r.dst_ports.lo;
+        self.dst_hi[lane] = r.dst_ports.hi;
+        self.src_lo[lane] = r.src_ports.lo;
+        self.src_hi[lane] = r.src_ports.hi;
+        self.proto[lane] = proto;
+        self.proto_mask[lane] = proto_mask;
+        self.flags[lane] = flags;
+        self.flags_mask[lane] = flags_mask;
+        self.tag[lane] = (r.id & TAG_ID)
+            | if r.action == Action::Deny {
+                TAG_DENY
+            } else {
+                0
+            }
+            | if needs_ports { TAG_NEEDS_PORTS } else { 0 };
+    }
+
+    /// Bit `i` set when lane `i` matches `p`. Without a transport header a
+    /// packet's ports and flags are 0 and it matches only rules that need
+    /// neither.
+    #[inline(always)]
+    fn matching(&self, p: &PacketFields) -> u32 {
+        let no_ports = if p.has_ports { 0 } else { TAG_NEEDS_PORTS };
+        let mut m = 0u32;
+        for i in 0..LANES {
+            let ok = (p.src & self.src_mask[i] == self.src[i])
+                & (p.protocol & self.proto_mask[i] == self.proto[i])
+                & (p.tcp_flags & self.flags_mask[i] == self.flags[i])
+                & (self.dst_lo[i] <= p.dst_port)
+                & (p.dst_port <= self.dst_hi[i])
+                & (self.src_lo[i] <= p.src_port)
+                & (p.src_port <= self.src_hi[i])
+                & (self.tag[i] & no_ports == 0);
+            m |= (ok as u32) << i;
+        }
+        m
+    }
+
+    #[inline(always)]
+    fn hit(&self, lane: usize) -> Hit {
+        let t = self.tag[lane];
+        Hit {
+            id: t & TAG_ID,
+            action: if t & TAG_DENY != 0 {
+                Action::Deny
+            } else {
+                Action::Allow
+            },
+        }
+    }
+}
+
+/// Compiles rules given in rank order (validated, at most [`MAX_RULES`],
+/// ids at most [`MAX_ID`]) into blocks appended to `out`; returns how many.
+pub(super) fn compile<'a>(rules: impl Iterator<Item = &'a Rule>, out: &mut Vec<Block>) -> usize {
+    let first = out.len();
+    for (i, r) in rules.enumerate() {
+        if i % LANES == 0 {
+            out.push(Block::EMPTY);
+        }
+        let b = out.last_mut().expect("pushed above");
+        b.set(i % LANES, r);
+    }
+    out.len() - first
+}
+
+/// The first matching rule of the blocks of one list.
+#[inline(always)]
+pub(super) fn find(blocks: &[Block], p: &PacketFields) -> Option<Hit> {
+    for b in blocks {
+        let m = b.matching(p);
+        if m != 0 {
+            return Some(b.hit(m.trailing_zeros() as usize));
+        }
+    }
+    None
+}
+
+/// Starts loading `blocks` (up to the first two) into the cache.
+#[inline(always)]
+pub(super) fn prefetch(blocks: &[Block]) {
+    use crate::datapath::dpdk::prefetch;
+    for b in blocks.iter().take(2) {
+        // The first field of each of the block's three lines.
+        prefetch(&b.src);
+        prefetch(&b.dst_lo);
+        prefetch(&b.proto);
+    }
+}
