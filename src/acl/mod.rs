@@ -736,7 +736,8 @@ pub struct AclTable {
     index: Box<[Slot]>,
     /// `index.len() - 1` (a power of two, or 0 when empty).
     mask: usize,
-    /// The blocks of every short customer set, set after set.
+    /// The blocks of every short customer set (its interface's provider
+    /// rules, then its own), set after set.
     blocks: Box<[lanes::Block]>,
     /// Customer sets too long for lanes.
     large: Box<[RuleSet]>,
@@ -868,8 +869,12 @@ impl AclTable {
             rule: Some(h.id),
             default_tag: None,
         };
-        if let Some(h) = ia.provider.find(p) {
-            return Some(rule(h));
+        // A short customer set holds the provider rules first: one match.
+        let small = set.present && set.info & INFO_LARGE == 0;
+        if !small {
+            if let Some(h) = ia.provider.find(p) {
+                return Some(rule(h));
+            }
         }
         if !set.present {
             return Some(Decision {
@@ -878,7 +883,7 @@ impl AclTable {
                 default_tag: tag_opt(ia.tag),
             });
         }
-        let (hit, default) = if set.info & INFO_LARGE == 0 {
+        let (hit, default) = if small {
             let default = if set.info & INFO_DENY != 0 {
                 Action::Deny
             } else {
@@ -1071,16 +1076,20 @@ impl AclTableBuilder {
         ];
         let mut rule_count = 0;
         let mut seen_provider = vec![false; n_ifaces];
+        // Each interface's provider rules by rank, copied in front of every
+        // short customer set of the interface.
+        let mut provider_ranked: Vec<Vec<&Rule>> = vec![Vec::new(); n_ifaces];
         for (iface, rules, default) in &self.providers {
             let i = *iface as usize;
             if std::mem::replace(&mut seen_provider[i], true) {
                 return Err(AclError::DuplicateProviderSet { iface: *iface });
             }
-            let set = RuleSet::compile(rules, &[], *default)
+            let ranked = validate(rules, RuleList::Provider { iface: None })
                 .map_err(|e| e.with_location(*iface, None))?;
-            rule_count += set.len();
+            rule_count += ranked.len();
             ifaces[i].active = true;
-            ifaces[i].provider = set;
+            ifaces[i].provider = RuleSet::from_ranked(ranked.clone(), *default, GroupPolicy::Auto);
+            provider_ranked[i] = ranked;
         }
 
         let seed = tss::random_seed();
@@ -1120,11 +1129,15 @@ impl AclTableBuilder {
             } else {
                 0
             };
-            let info = if fits_lanes(&ranked, GroupPolicy::Auto)
+            let provider = &provider_ranked[*iface as usize];
+            let info = if provider.len() + ranked.len() <= lanes::MAX_RULES
+                && fits_lanes(provider, GroupPolicy::Auto)
+                && fits_lanes(&ranked, GroupPolicy::Auto)
                 && blocks.len() + lanes::MAX_RULES / lanes::LANES <= INFO_START as usize
             {
                 let start = blocks.len() as u32;
-                let n = lanes::compile(ranked.into_iter(), &mut blocks) as u32;
+                let merged = provider.iter().chain(&ranked).copied();
+                let n = lanes::compile(merged, &mut blocks) as u32;
                 start | (n << INFO_BLOCKS_SHIFT) | deny
             } else {
                 large.push(RuleSet::from_ranked(ranked, *default, GroupPolicy::Auto));
