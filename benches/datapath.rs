@@ -31,14 +31,14 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use seqd::acl::{AclTable, Action, PortRange, Protocol, Rule, SrcPrefix, TcpFlagsMatch};
 use seqd::datapath::counters::{Counters, DropReason, Sizes, WorkerCounters};
-use seqd::datapath::dpdk::{prefetch, rdtsc};
+use seqd::datapath::dpdk::rdtsc;
 use seqd::datapath::neighbor::Neighbors;
 use seqd::datapath::packet::{EtherType, IpProtocol, MacAddr};
 use seqd::datapath::pipeline::{self, Datapath, Interface, Prepared, Verdict};
 use seqd::datapath::tables::{
     ClientSide, Copies, Device, DeviceMode, Hop, Leg, NextMac, ServicePort, Tables,
 };
-use seqd::datapath::worker::{count_acl, count_arrival, count_departure};
+use seqd::datapath::worker::{count_acl, count_arrival, count_departure, prefetch_counters};
 
 const BURST: usize = 32;
 const FRAMES: usize = 65536;
@@ -378,15 +378,7 @@ fn run_burst(
     for (p, b) in prepared.iter_mut().zip(bufs.iter()) {
         *p = s.dp.prepare(t, 0, b);
     }
-    s.dp.lookup_burst(t, 0, prepared);
-    for p in prepared.iter() {
-        if let Some(sc) = p.service_slot().and_then(|i| c.services.get(i as usize)) {
-            prefetch(sc);
-        }
-        if let Some(h) = p.acl_rule().and_then(|r| c.acl_rules.get(r as usize)) {
-            prefetch(h);
-        }
-    }
+    s.dp.lookup_burst_with(t, 0, prepared, |touch| prefetch_counters(c, touch));
     let mut sent = 0;
     for (p, b) in prepared.iter().zip(bufs.iter_mut()) {
         let len = FRAME_LEN as u64;

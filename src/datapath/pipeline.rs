@@ -378,6 +378,21 @@ impl Datapath {
     /// or changed.
     #[inline]
     pub fn lookup_burst(&self, t: &Tables, in_iface: u16, burst: &mut [Prepared]) {
+        self.lookup_burst_with(t, in_iface, burst, |_| {});
+    }
+
+    /// [`Datapath::lookup_burst`], calling `touch` with the counter slot of
+    /// each service port found and each ACL rule that decided, as soon as
+    /// it is known: the worker prefetches those counters then, a burst's
+    /// worth of work before it adds to them.
+    #[inline]
+    pub fn lookup_burst_with(
+        &self,
+        t: &Tables,
+        in_iface: u16,
+        burst: &mut [Prepared],
+        mut touch: impl FnMut(Touch),
+    ) {
         let acl = t.acl().filter(|a| a.has_rules(in_iface));
         // An ARP packet may teach a device's MAC (learnt when it is
         // finished, in order): the packets after it in the burst look their
@@ -422,6 +437,7 @@ impl Datapath {
                         &p.found
                     {
                         t.prefetch_hops(h);
+                        touch(Touch::Service(h.slot));
                     }
                 }
                 // The interface's ACL, before the packet is steered; the
@@ -434,6 +450,9 @@ impl Datapath {
                 for (p, set) in chunk.iter_mut().zip(&sets) {
                     if p.stage == Stage::Ipv4 && !p.deferred {
                         p.acl = acl_hit(acl.decide(in_iface, *set, &acl_fields(&p.key)));
+                        if let Some(r) = p.acl_rule() {
+                            touch(Touch::AclRule(r));
+                        }
                     }
                 }
             }
@@ -577,6 +596,14 @@ fn acl_hit(d: Option<Decision>) -> Result<AclHit, AclHit> {
         Action::Allow => Ok(hit),
         Action::Deny => Err(hit),
     }
+}
+
+/// A counter slot a packet will add to, reported by
+/// [`Datapath::lookup_burst_with`] as soon as it is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Touch {
+    Service(u32),
+    AclRule(u32),
 }
 
 /// What a packet's keys matched.

@@ -16,7 +16,7 @@ use super::counters::{Counters, DropReason, WorkerCounters};
 use super::dpdk::{self, Burst, Mbuf, Mempool, RxQueue, TxQueue, MAX_BURST};
 use super::neighbor::{Due, Neighbors};
 use super::packet::{EtherType, MacAddr};
-use super::pipeline::{self, AclHit, Count, Datapath, Prepared, Steer, Verdict};
+use super::pipeline::{self, AclHit, Count, Datapath, Prepared, Steer, Touch, Verdict};
 use super::tables::{DeviceId, Leg, NextMac, Published, Tables};
 
 /// Longest a packet waits in a tx buffer that is not full.
@@ -95,6 +95,23 @@ pub fn count_acl(c: &WorkerCounters, hit: AclHit, len: u64) {
     if let Some(h) = h {
         h.packets.add(1);
         h.bytes.add(len);
+    }
+}
+
+/// Starts loading a counter a packet of the burst will add to.
+#[inline(always)]
+pub fn prefetch_counters(c: &WorkerCounters, t: Touch) {
+    match t {
+        Touch::Service(s) => {
+            if let Some(sc) = c.services.get(s as usize) {
+                dpdk::prefetch(sc);
+            }
+        }
+        Touch::AclRule(r) => {
+            if let Some(h) = c.acl_rules.get(r as usize) {
+                dpdk::prefetch(h);
+            }
+        }
     }
 }
 
@@ -284,15 +301,8 @@ impl Worker {
         for (i, p) in prepared.iter_mut().enumerate() {
             *p = self.datapath.prepare(&tables, iface, burst.get(i).data());
         }
-        self.datapath.lookup_burst(&tables, iface, prepared);
-        for p in prepared.iter() {
-            if let Some(sc) = p.service_slot().and_then(|s| c.services.get(s as usize)) {
-                dpdk::prefetch(sc);
-            }
-            if let Some(h) = p.acl_rule().and_then(|r| c.acl_rules.get(r as usize)) {
-                dpdk::prefetch(h);
-            }
-        }
+        self.datapath
+            .lookup_burst_with(&tables, iface, prepared, |t| prefetch_counters(c, t));
         let now = start;
         for (i, mut m) in burst.drain().enumerate() {
             let len = m.pkt_len() as u64;
