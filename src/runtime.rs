@@ -553,7 +553,13 @@ fn run_with_eal(
             acl_defaults: slots.acl_defaults.capacity(),
         },
     ));
-    let published = Arc::new(Published::new(tables, nworkers));
+    let sockets: Vec<i32> = config
+        .workers
+        .lcores
+        .iter()
+        .map(|&l| eal.socket_of_lcore(l))
+        .collect();
+    let published = Arc::new(Published::on_sockets(tables, &sockets));
     let source = StatsSource {
         config: Arc::new(config.clone()),
         ports: ports.iter().map(Port::stats_handle).zip(macs).collect(),

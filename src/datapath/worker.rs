@@ -3,8 +3,9 @@
 //! output interface, and drain the tx buffers when they fill or when
 //! [`DRAIN_US`] have passed. What tx refuses is freed and counted.
 //!
-//! Between bursts a worker checks the published table version and takes its
-//! own copy of a new one; packets of one burst all see the same version.
+//! Between bursts a worker checks the published table version and takes
+//! its socket's copy of a new one; packets of one burst all see the same
+//! version.
 //! Packets whose next hop MAC is still being resolved wait in a fixed-size
 //! queue ([`PENDING`]) for up to [`PENDING_MS`]. Worker 0 also sends the ARP
 //! requests the neighbor table asks for.
