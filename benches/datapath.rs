@@ -472,10 +472,11 @@ fn bench(cr: &mut Criterion) {
         .collect();
     println!("datapath core, bursts of {BURST}, 64-byte frames, 10 ACL rules per service IP; TSC {ghz:.3} GHz");
     println!(
-        "{:>9}  {:>10}  {:>12}  {:>14}  {:>14}  {:>16}  {:>9}",
+        "{:>9}  {:>10}  {:>13}  {:>10}  {:>14}  {:>15}  {:>15}  {:>6}",
         "services",
         "ns/packet",
         "cycles/packet",
+        "wall ns",
         "copy ns/packet",
         "copy cyc/packet",
         "table B/service",
@@ -499,7 +500,9 @@ fn bench(cr: &mut Criterion) {
                 let ns = (cpu_ns() - c0) as f64 / pkts;
                 let wall = t0.elapsed().as_nanos() as f64 / pkts;
                 if copy_only {
-                    best.1 = best.1.min(ns);
+                    // Too short for the scheduler's CPU-time accounting
+                    // (updated at ticks): the wall clock, best of five.
+                    best.1 = best.1.min(wall);
                 } else {
                     best.0 = best.0.min(ns);
                     best.2 = best.2.min(wall);
