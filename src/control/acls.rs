@@ -19,12 +19,13 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::config::Config;
 use super::services::CompileError;
-use super::slots::Slots;
+use super::slots::{SetKey, Slots};
 use crate::acl::{AclTable, Action, PortRange, Protocol, Rule, SrcPrefix, TcpFlagsMatch};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -96,9 +97,11 @@ pub struct AclConfig {
 pub struct RuleInfo {
     /// The rule's id in the table: its counter slot.
     pub slot: u32,
-    pub interface: String,
+    /// Shared by every rule of the set (one allocation per set, not two
+    /// per rule).
+    pub interface: Arc<str>,
     /// None: a provider rule.
-    pub service: Option<String>,
+    pub service: Option<Arc<str>>,
     pub priority: u32,
     pub action: &'static str,
     /// The client host when the rule names a single one (/32).
@@ -109,8 +112,8 @@ pub struct RuleInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DefaultInfo {
     pub slot: u32,
-    pub interface: String,
-    pub service: Option<String>,
+    pub interface: Arc<str>,
+    pub service: Option<Arc<str>>,
     pub action: &'static str,
 }
 
@@ -147,13 +150,16 @@ fn action_name(a: ActionConfig) -> &'static str {
     }
 }
 
-fn parse_ports(key: String, p: &Option<PortsConfig>) -> Result<PortRange, CompileError> {
+fn parse_ports(
+    key: impl Fn() -> String,
+    p: &Option<PortsConfig>,
+) -> Result<PortRange, CompileError> {
     let text = match p {
         None => return Ok(PortRange::ANY),
         Some(PortsConfig::One(n)) => return Ok(PortRange { lo: *n, hi: *n }),
         Some(PortsConfig::Text(t)) => t,
     };
-    let bad = |m: &str| err(key.clone(), format!("{text:?}"), m.to_string());
+    let bad = |m: &str| err(key(), format!("{text:?}"), m.to_string());
     let (lo, hi) = match text.split_once('-') {
         Some((a, b)) => (a.trim(), b.trim()),
         None => (text.trim(), text.trim()),
@@ -170,11 +176,11 @@ fn parse_ports(key: String, p: &Option<PortsConfig>) -> Result<PortRange, Compil
     Ok(PortRange { lo, hi })
 }
 
-fn parse_prefix(key: String, s: &Option<String>) -> Result<SrcPrefix, CompileError> {
+fn parse_prefix(key: impl Fn() -> String, s: &Option<String>) -> Result<SrcPrefix, CompileError> {
     let Some(s) = s else {
         return Ok(SrcPrefix { addr: 0, len: 0 });
     };
-    let bad = |m: &str| err(key.clone(), format!("{s:?}"), m.to_string());
+    let bad = |m: &str| err(key(), format!("{s:?}"), m.to_string());
     let (a, l) = match s.split_once('/') {
         Some((a, l)) => (a, l),
         None => (s.as_str(), "32"),
@@ -198,7 +204,10 @@ fn parse_prefix(key: String, s: &Option<String>) -> Result<SrcPrefix, CompileErr
     Ok(SrcPrefix { addr, len })
 }
 
-fn parse_flags(key: String, f: &TcpFlagsConfig) -> Result<TcpFlagsMatch, CompileError> {
+fn parse_flags(
+    key: impl Fn() -> String,
+    f: &TcpFlagsConfig,
+) -> Result<TcpFlagsMatch, CompileError> {
     let bit = |name: &str| -> Result<u8, CompileError> {
         Ok(match name.to_ascii_lowercase().as_str() {
             "fin" => 0x01,
@@ -211,7 +220,7 @@ fn parse_flags(key: String, f: &TcpFlagsConfig) -> Result<TcpFlagsMatch, Compile
             "cwr" => 0x80,
             _ => {
                 return Err(err(
-                    key.clone(),
+                    key(),
                     format!("{name:?}"),
                     "a TCP flag is one of fin syn rst psh ack urg ece cwr",
                 ))
@@ -228,7 +237,7 @@ fn parse_flags(key: String, f: &TcpFlagsConfig) -> Result<TcpFlagsMatch, Compile
         let b = bit(c)?;
         if m.value & b != 0 {
             return Err(err(
-                key.clone(),
+                key(),
                 format!("{c:?}"),
                 "a flag cannot be both set and clear",
             ));
@@ -242,10 +251,24 @@ fn parse_flags(key: String, f: &TcpFlagsConfig) -> Result<TcpFlagsMatch, Compile
 /// their IPs (from the service compiler).
 pub fn compile(config: &Config, slots: &mut Slots) -> Result<CompiledAcls, CompileError> {
     let mut b = AclTable::builder();
-    let mut rules_info = Vec::new();
-    let mut defaults = Vec::new();
-    let mut default_index = HashMap::new();
-    let mut seen: HashMap<(u16, Option<Ipv4Addr>), usize> = HashMap::new();
+    let n_rules = config.acls.iter().map(|a| a.rules.len()).sum();
+    let mut rules_info = Vec::with_capacity(n_rules);
+    let mut defaults = Vec::with_capacity(config.acls.len());
+    let mut default_index = HashMap::with_capacity(config.acls.len());
+    let iface_names: Vec<Arc<str>> = config
+        .interfaces
+        .iter()
+        .map(|i| Arc::from(i.name.as_str()))
+        .collect();
+    let mut seen: HashMap<(u16, Option<Ipv4Addr>), usize> =
+        HashMap::with_capacity(config.acls.len());
+    // Found by name once per [[acl]]: a scan of every service per ACL made
+    // compiling quadratic (81 s at 100,000 service ports).
+    let service_ips: HashMap<&str, Ipv4Addr> = config
+        .services
+        .iter()
+        .map(|s| (s.name.as_str(), s.ip))
+        .collect();
     for (ai, acl) in config.acls.iter().enumerate() {
         let key = |f: &str| format!("acl[{ai}].{f}");
         let iface = config
@@ -261,20 +284,13 @@ pub fn compile(config: &Config, slots: &mut Slots) -> Result<CompiledAcls, Compi
             })? as u16;
         let service_ip = match &acl.service {
             None => None,
-            Some(name) => Some(
-                config
-                    .services
-                    .iter()
-                    .find(|s| &s.name == name)
-                    .map(|s| s.ip)
-                    .ok_or_else(|| {
-                        err(
-                            key("service"),
-                            format!("{name:?}"),
-                            "no [[service]] has this name",
-                        )
-                    })?,
-            ),
+            Some(name) => Some(service_ips.get(name.as_str()).copied().ok_or_else(|| {
+                err(
+                    key("service"),
+                    format!("{name:?}"),
+                    "no [[service]] has this name",
+                )
+            })?),
         };
         if let Some(prev) = seen.insert((iface, service_ip), ai) {
             return Err(err(
@@ -295,9 +311,11 @@ pub fn compile(config: &Config, slots: &mut Slots) -> Result<CompiledAcls, Compi
         };
         let default_slot = slots
             .acl_defaults
-            .slot(&(acl.interface.clone(), acl.service.clone()))
+            .slot(&SetKey(&acl.interface, acl.service.as_deref()))
             .ok_or_else(|| full("rule set", slots.acl_defaults.capacity()))?;
         default_index.insert((iface, service_ip), default_slot);
+        let iface_name: Arc<str> = Arc::clone(&iface_names[iface as usize]);
+        let service_name: Option<Arc<str>> = acl.service.as_deref().map(Arc::from);
         let mut rules = Vec::with_capacity(acl.rules.len());
         let mut priorities: HashMap<u32, usize> = HashMap::new();
         for (ri, r) in acl.rules.iter().enumerate() {
@@ -309,7 +327,8 @@ pub fn compile(config: &Config, slots: &mut Slots) -> Result<CompiledAcls, Compi
                     format!("acl[{ai}].rule[{other}] has the same priority (first match must be unambiguous)"),
                 ));
             }
-            let src = parse_prefix(rkey("src"), &r.src)?;
+            // Keys are formatted only for an error: a rule costs no allocation.
+            let src = parse_prefix(|| rkey("src"), &r.src)?;
             let tcp_flags = match &r.tcp_flags {
                 None => None,
                 Some(f) => {
@@ -320,12 +339,12 @@ pub fn compile(config: &Config, slots: &mut Slots) -> Result<CompiledAcls, Compi
                             "TCP flags need protocol = \"tcp\"",
                         ));
                     }
-                    Some(parse_flags(rkey("tcp_flags"), f)?)
+                    Some(parse_flags(|| rkey("tcp_flags"), f)?)
                 }
             };
             let slot = slots
                 .acl_rules
-                .slot(&(acl.interface.clone(), acl.service.clone(), r.priority))
+                .slot(&(default_slot, r.priority))
                 .ok_or_else(|| full("rule", slots.acl_rules.capacity()))?;
             let rule = Rule {
                 id: slot,
@@ -337,15 +356,15 @@ pub fn compile(config: &Config, slots: &mut Slots) -> Result<CompiledAcls, Compi
                     AclProtocolConfig::Udp => Protocol::Udp,
                     AclProtocolConfig::Icmp => Protocol::Icmp,
                 },
-                dst_ports: parse_ports(rkey("dst_ports"), &r.dst_ports)?,
-                src_ports: parse_ports(rkey("src_ports"), &r.src_ports)?,
+                dst_ports: parse_ports(|| rkey("dst_ports"), &r.dst_ports)?,
+                src_ports: parse_ports(|| rkey("src_ports"), &r.src_ports)?,
                 tcp_flags,
                 action: action(r.action),
             };
             rules_info.push(RuleInfo {
                 slot,
-                interface: acl.interface.clone(),
-                service: acl.service.clone(),
+                interface: Arc::clone(&iface_name),
+                service: service_name.clone(),
                 priority: r.priority,
                 action: action_name(r.action),
                 client: (src.len == 32).then(|| Ipv4Addr::from(src.addr)),
@@ -354,8 +373,8 @@ pub fn compile(config: &Config, slots: &mut Slots) -> Result<CompiledAcls, Compi
         }
         defaults.push(DefaultInfo {
             slot: default_slot,
-            interface: acl.interface.clone(),
-            service: acl.service.clone(),
+            interface: iface_name,
+            service: service_name,
             action: action_name(acl.default),
         });
         match service_ip {
