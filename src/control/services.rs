@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::acls::{DefaultInfo, RuleInfo};
 use super::config::{de_ipv4, de_opt_ipv4, de_opt_mac, Config};
-use super::slots::Slots;
+use super::slots::{PortKey, Slots};
 use crate::datapath::neighbor::{NeighborKey, Neighbors};
 use crate::datapath::packet::{IpProtocol, MacAddr};
 use crate::datapath::tables::{
@@ -489,7 +489,7 @@ pub fn compile(config: &Config, version: u64, slots: &mut Slots) -> Result<Table
                 })?),
             },
         };
-        let slot = slots.devices.slot(&d.name).ok_or_else(|| {
+        let slot = slots.devices.slot(d.name.as_str()).ok_or_else(|| {
             err(
                 key("name"),
                 q(&d.name),
@@ -694,7 +694,7 @@ pub fn compile(config: &Config, version: u64, slots: &mut Slots) -> Result<Table
                 }
                 let slot = slots
                     .service_ports
-                    .slot(&(s.name.clone(), proto.into(), p.port))
+                    .slot(&PortKey(&s.name, proto.into(), p.port))
                     .ok_or_else(|| {
                         err(
                             pkey("port"),

@@ -491,8 +491,15 @@ impl ControlState {
     /// would do, and what it would change.
     ///
     /// [`apply`]: ControlState::apply
-    pub fn validate(&self, new: &Config) -> Result<Validated, ChangeError> {
-        let compiled = self.compile(new, &mut self.slots.clone())?;
+    pub fn validate(&mut self, new: &Config) -> Result<Validated, ChangeError> {
+        // Compiled on the running slots, then back to them: a copy of
+        // every slot key would cost more than the compile of a small change.
+        let mark = self.slots.mark();
+        let mut slots = std::mem::replace(&mut self.slots, Slots::with_capacity(0, 0, 0, 0));
+        let compiled = self.compile(new, &mut slots);
+        slots.rollback(mark);
+        self.slots = slots;
+        let compiled = compiled?;
         Ok(Validated {
             record: record(
                 self.published.version() + 1,
@@ -540,8 +547,17 @@ impl ControlState {
         change: Option<String>,
     ) -> Result<Applied, ChangeError> {
         let started = Instant::now();
-        let mut slots = self.slots.clone();
-        let compiled = self.compile(&new, &mut slots)?;
+        // The running slots, rolled back to `mark` if the change is refused.
+        let mark = self.slots.mark();
+        let mut slots = std::mem::replace(&mut self.slots, Slots::with_capacity(0, 0, 0, 0));
+        let compiled = match self.compile(&new, &mut slots) {
+            Ok(c) => c,
+            Err(e) => {
+                slots.rollback(mark);
+                self.slots = slots;
+                return Err(e);
+            }
+        };
         let compiled_at = started.elapsed();
         let rec = record(
             compiled.tables.version,
@@ -552,16 +568,20 @@ impl ControlState {
         );
         // Kept before it is published: a reply of success means it survives a crash.
         if let Some(dir) = self.state_dir() {
-            persist(
+            if let Err(e) = persist(
                 dir,
                 &TablesBody::persisted(&new, rec.clone()),
                 self.keep_versions(),
-            )
-            .map_err(|e| ChangeError {
-                key: "control.state_dir".into(),
-                value: Some(dir.display().to_string()),
-                message: format!("cannot keep the new version ({e}); nothing changed"),
-            })?;
+            ) {
+                let e = ChangeError {
+                    key: "control.state_dir".into(),
+                    value: Some(dir.display().to_string()),
+                    message: format!("cannot keep the new version ({e}); nothing changed"),
+                };
+                slots.rollback(mark);
+                self.slots = slots;
+                return Err(e);
+            }
         }
         let kept_at = started.elapsed();
         // Keep what ARP already learnt, so no packet waits for it again.
