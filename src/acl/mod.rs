@@ -865,7 +865,16 @@ impl Default for AclTable {
 #[derive(Debug, Default, Clone)]
 pub struct AclTableBuilder {
     providers: Vec<(u16, Vec<Rule>, Action)>,
-    customers: Vec<(u16, u32, Vec<Rule>, Action)>,
+    customers: Vec<(u16, u32, CustomerRules)>,
+}
+
+/// A customer set as given to the builder: rules to compile, or a set
+/// compiled already (by [`AclTableBuilder::compile_customer`], for a set
+/// an update did not change).
+#[derive(Debug, Clone)]
+enum CustomerRules {
+    Rules(Vec<Rule>, Action),
+    Compiled(std::sync::Arc<RuleSet>),
 }
 
 impl AclTableBuilder {
@@ -886,7 +895,33 @@ impl AclTableBuilder {
         rules: Vec<Rule>,
         default: Action,
     ) -> &mut Self {
-        self.customers.push((iface, service_ip, rules, default));
+        self.customers
+            .push((iface, service_ip, CustomerRules::Rules(rules, default)));
+        self
+    }
+
+    /// Validates and compiles one customer set on its own, as
+    /// [`AclTableBuilder::build`] would (errors name the rule, interface
+    /// and service), for [`AclTableBuilder::add_compiled_customer`].
+    pub fn compile_customer(
+        iface: u16,
+        service_ip: u32,
+        rules: &[Rule],
+        default: Action,
+    ) -> Result<RuleSet, AclError> {
+        RuleSet::compile(&[], rules, default).map_err(|e| e.with_location(iface, Some(service_ip)))
+    }
+
+    /// A customer set compiled already: what an update that left this set
+    /// as it was reuses instead of compiling it again.
+    pub fn add_compiled_customer(
+        &mut self,
+        iface: u16,
+        service_ip: u32,
+        set: std::sync::Arc<RuleSet>,
+    ) -> &mut Self {
+        self.customers
+            .push((iface, service_ip, CustomerRules::Compiled(set)));
         self
     }
 
@@ -931,7 +966,7 @@ impl AclTableBuilder {
         let mask = buckets.saturating_sub(1);
         let mut index: Vec<Option<CustomerSet>> = (0..buckets).map(|_| None).collect();
         let hash = |key: u64| fold(key ^ seed, INDEX_MUL);
-        for (iface, service_ip, rules, default) in &self.customers {
+        for (iface, service_ip, rules) in &self.customers {
             let key = index_key(*iface, *service_ip);
             let mut i = hash(key) as usize & mask;
             while let Some(e) = &index[i] {
@@ -943,8 +978,12 @@ impl AclTableBuilder {
                 }
                 i = (i + 1) & mask;
             }
-            let set = RuleSet::compile(&[], rules, *default)
-                .map_err(|e| e.with_location(*iface, Some(*service_ip)))?;
+            let set = match rules {
+                CustomerRules::Rules(rules, default) => {
+                    Self::compile_customer(*iface, *service_ip, rules, *default)?
+                }
+                CustomerRules::Compiled(set) => RuleSet::clone(set),
+            };
             index[i] = Some(CustomerSet { key, set });
             ifaces[*iface as usize].active = true;
         }

@@ -26,7 +26,9 @@ use serde::{Deserialize, Serialize};
 use super::config::Config;
 use super::services::CompileError;
 use super::slots::{SetKey, Slots};
-use crate::acl::{AclTable, Action, PortRange, Protocol, Rule, SrcPrefix, TcpFlagsMatch};
+use crate::acl::{
+    AclTable, AclTableBuilder, Action, PortRange, Protocol, Rule, RuleSet, SrcPrefix, TcpFlagsMatch,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -208,24 +210,29 @@ fn parse_flags(
     key: impl Fn() -> String,
     f: &TcpFlagsConfig,
 ) -> Result<TcpFlagsMatch, CompileError> {
+    const FLAGS: [(&str, u8); 8] = [
+        ("fin", 0x01),
+        ("syn", 0x02),
+        ("rst", 0x04),
+        ("psh", 0x08),
+        ("ack", 0x10),
+        ("urg", 0x20),
+        ("ece", 0x40),
+        ("cwr", 0x80),
+    ];
+    // Any case, without a lowercased copy per flag.
     let bit = |name: &str| -> Result<u8, CompileError> {
-        Ok(match name.to_ascii_lowercase().as_str() {
-            "fin" => 0x01,
-            "syn" => 0x02,
-            "rst" => 0x04,
-            "psh" => 0x08,
-            "ack" => 0x10,
-            "urg" => 0x20,
-            "ece" => 0x40,
-            "cwr" => 0x80,
-            _ => {
-                return Err(err(
+        FLAGS
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|&(_, b)| b)
+            .ok_or_else(|| {
+                err(
                     key(),
                     format!("{name:?}"),
                     "a TCP flag is one of fin syn rst psh ack urg ece cwr",
-                ))
-            }
-        })
+                )
+            })
     };
     let mut m = TcpFlagsMatch { mask: 0, value: 0 };
     for s in &f.set {
@@ -250,6 +257,37 @@ fn parse_flags(
 /// Compiles every `[[acl]]` of the config. `services` maps service names to
 /// their IPs (from the service compiler).
 pub fn compile(config: &Config, slots: &mut Slots) -> Result<CompiledAcls, CompileError> {
+    compile_cached(config, slots, None).map(|(c, _)| c)
+}
+
+/// A customer set as the last accepted version compiled it.
+#[derive(Debug)]
+struct CachedSet {
+    config: AclConfig,
+    set: Arc<RuleSet>,
+    rules: Vec<RuleInfo>,
+    default: DefaultInfo,
+}
+
+/// The compiled customer sets of the last accepted version, by
+/// (interface, service IP): an update reuses every set whose `[[acl]]` it
+/// left as it was, so changing one service's rules compiles that one set.
+#[derive(Debug, Clone, Default)]
+pub struct AclCache {
+    sets: HashMap<(u16, Ipv4Addr), Arc<CachedSet>>,
+}
+
+/// [`compile`], reusing the unchanged sets of `cache` when given; then
+/// also returns the cache for the next compile (empty without `cache`).
+pub fn compile_cached(
+    config: &Config,
+    slots: &mut Slots,
+    cache: Option<&AclCache>,
+) -> Result<(CompiledAcls, AclCache), CompileError> {
+    let mut next = AclCache::default();
+    if cache.is_some() {
+        next.sets.reserve(config.acls.len());
+    }
     let mut b = AclTable::builder();
     let n_rules = config.acls.iter().map(|a| a.rules.len()).sum();
     let mut rules_info = Vec::with_capacity(n_rules);
@@ -309,6 +347,17 @@ pub fn compile(config: &Config, slots: &mut Slots) -> Result<CompiledAcls, Compi
                 format!("no counter slot left for a new {what} (capacity {cap} this run); restart seqd to grow"),
             )
         };
+        if let (Some(ip), Some(cache)) = (service_ip, cache) {
+            if let Some(c) = cache.sets.get(&(iface, ip)).filter(|c| c.config == *acl) {
+                // Its slots are the running ones: a set keeps them for the run.
+                default_index.insert((iface, service_ip), c.default.slot);
+                rules_info.extend(c.rules.iter().cloned());
+                defaults.push(c.default.clone());
+                b.add_compiled_customer(iface, u32::from(ip), Arc::clone(&c.set));
+                next.sets.insert((iface, ip), Arc::clone(c));
+                continue;
+            }
+        }
         let default_slot = slots
             .acl_defaults
             .slot(&SetKey(&acl.interface, acl.service.as_deref()))
@@ -371,24 +420,50 @@ pub fn compile(config: &Config, slots: &mut Slots) -> Result<CompiledAcls, Compi
             });
             rules.push(rule);
         }
-        defaults.push(DefaultInfo {
+        let default = DefaultInfo {
             slot: default_slot,
             interface: iface_name,
             service: service_name,
             action: action_name(acl.default),
-        });
-        match service_ip {
-            None => b.add_provider(iface, rules, action(acl.default)),
-            Some(ip) => b.add_customer(iface, u32::from(ip), rules, action(acl.default)),
         };
+        match (service_ip, cache) {
+            (None, _) => {
+                b.add_provider(iface, rules, action(acl.default));
+            }
+            (Some(ip), None) => {
+                b.add_customer(iface, u32::from(ip), rules, action(acl.default));
+            }
+            (Some(ip), Some(_)) => {
+                let ip32 = u32::from(ip);
+                let set =
+                    AclTableBuilder::compile_customer(iface, ip32, &rules, action(acl.default))
+                        .map_err(|e| err("acl".into(), "(rules)", e.to_string()))?;
+                let set = Arc::new(set);
+                b.add_compiled_customer(iface, ip32, Arc::clone(&set));
+                let first = rules_info.len() - acl.rules.len();
+                next.sets.insert(
+                    (iface, ip),
+                    Arc::new(CachedSet {
+                        config: acl.clone(),
+                        set,
+                        rules: rules_info[first..].to_vec(),
+                        default: default.clone(),
+                    }),
+                );
+            }
+        }
+        defaults.push(default);
     }
     let table = b
         .build()
         .map_err(|e| err("acl".into(), "(rules)", e.to_string()))?;
-    Ok(CompiledAcls {
-        table,
-        rules: rules_info,
-        defaults,
-        default_index,
-    })
+    Ok((
+        CompiledAcls {
+            table,
+            rules: rules_info,
+            defaults,
+            default_index,
+        },
+        next,
+    ))
 }

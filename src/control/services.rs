@@ -255,6 +255,63 @@ pub fn compile_all(
     })
 }
 
+/// What an update reuses from the last accepted version: its tables
+/// before the ACLs were added, and its compiled ACL sets.
+#[derive(Clone, Default)]
+pub struct CompileCache {
+    tables: Option<Arc<Tables>>,
+    acls: super::acls::AclCache,
+}
+
+/// [`compile_all`] for an update to the version `cache` came from. With
+/// `services_unchanged` (its client side, devices, pools and services are
+/// those of that version) the service tables are that version's, not
+/// compiled again; ACL sets whose `[[acl]]` is unchanged are reused. Also
+/// returns the cache for the update after this one.
+pub fn compile_all_cached(
+    config: &Config,
+    version: u64,
+    slots: &mut Slots,
+    cache: &CompileCache,
+    services_unchanged: bool,
+) -> Result<(Compiled, CompileCache), CompileError> {
+    let base = match (&cache.tables, services_unchanged) {
+        (Some(t), true) => Arc::clone(t),
+        _ => Arc::new(compile(config, version, slots)?),
+    };
+    let mut tables = Tables::clone(&base);
+    tables.version = version;
+    let (acls, acl_cache) = super::acls::compile_cached(config, slots, Some(&cache.acls))?;
+    let next = CompileCache {
+        tables: Some(base),
+        acls: acl_cache,
+    };
+    if config.acls.is_empty() {
+        return Ok((
+            Compiled {
+                tables,
+                acls: CompiledAclInfo::default(),
+            },
+            next,
+        ));
+    }
+    let defaults = acls
+        .default_index
+        .iter()
+        .map(|(&k, &slot)| (k, slot))
+        .collect::<Vec<_>>();
+    Ok((
+        Compiled {
+            tables: tables.with_acl(acls.table, defaults),
+            acls: CompiledAclInfo {
+                rules: acls.rules,
+                defaults: acls.defaults,
+            },
+        },
+        next,
+    ))
+}
+
 /// For every device that is down: the device that takes its place — its
 /// `alternate` (followed while that is down too; a pool there means its
 /// first member that is up), else the first member that is up of a pool
