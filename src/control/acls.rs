@@ -262,7 +262,7 @@ pub fn compile(config: &Config, slots: &mut Slots) -> Result<CompiledAcls, Compi
 
 /// A customer set as the last accepted version compiled it.
 #[derive(Debug)]
-struct CachedSet {
+pub(super) struct CachedSet {
     config: AclConfig,
     set: Arc<RuleSet>,
     rules: Vec<RuleInfo>,
@@ -274,7 +274,7 @@ struct CachedSet {
 /// left as it was, so changing one service's rules compiles that one set.
 #[derive(Debug, Clone, Default)]
 pub struct AclCache {
-    sets: HashMap<(u16, Ipv4Addr), Arc<CachedSet>>,
+    pub(super) sets: HashMap<(u16, Ipv4Addr), Arc<CachedSet>>,
 }
 
 /// [`compile`], reusing the unchanged sets of `cache` when given; then

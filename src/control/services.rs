@@ -586,10 +586,13 @@ pub fn compile(config: &Config, version: u64, slots: &mut Slots) -> Result<Table
         ));
     }
     let own_ips: HashSet<Ipv4Addr> = config.interfaces.iter().map(|i| i.ipv4.addr).collect();
-    let mut ports = Vec::new();
-    let mut names = HashSet::new();
+    // Sized up front: growing maps of 100,000+ entries rehash them all.
+    let n_ports: usize = config.services.iter().map(|s| s.ports.len()).sum();
+    let mut ports = Vec::with_capacity(n_ports + n_ports / 4);
+    let mut names = HashSet::with_capacity(config.services.len());
     // (protocol, ip, port) -> key of the port that claims it.
-    let mut claimed: HashMap<(u8, Ipv4Addr, u16), (usize, usize)> = HashMap::new();
+    let mut claimed: HashMap<(u8, Ipv4Addr, u16), (usize, usize)> =
+        HashMap::with_capacity(n_ports + n_ports / 4);
     // (protocol, ip) -> dynamic ranges with their keys.
     let mut ranges: HashMap<(u8, Ipv4Addr), Vec<DynamicRange>> = HashMap::new();
     for (si, s) in config.services.iter().enumerate() {
@@ -1011,6 +1014,93 @@ dynamic_ports = "1025-1125"
         let udp =
             format!("{BASE}\n[[service.port]]\nport = 80\nprotocol = \"udp\"\nhops = [\"fw1\"]\n");
         assert_eq!(compile_text(&udp).unwrap().ports.len(), 2);
+    }
+
+    /// What an ACL table says for a few packets to every service IP, with
+    /// every rule and default slot.
+    fn acl_view(c: &Compiled, config: &Config) -> String {
+        use crate::acl::PacketFields;
+        let acl = c.tables.acl().expect("ACLs");
+        let mut out = format!("{:?} {:?} ", c.acls.rules, c.acls.defaults);
+        for s in &config.services {
+            for src in [0xc612_0001u32, 0xc000_0201, 0x0a00_0001] {
+                let p = PacketFields {
+                    src,
+                    protocol: 6,
+                    src_port: 1234,
+                    dst_port: 80,
+                    has_ports: true,
+                    tcp_flags: 0x02,
+                };
+                out += &format!(
+                    "{:?} {:?};",
+                    acl.lookup(0, u32::from(s.ip), &p),
+                    c.tables.acl_default_slot(0, s.ip)
+                );
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_cached_compile_equals_a_cold_one() {
+        let text = format!(
+            "{BASE}
+[[service]]
+name = \"globex\"
+ip = \"203.0.113.20\"
+             [[service.port]]
+port = 80
+hops = [\"web1\"]
+             [[acl]]
+interface = \"client\"
+service = \"acme\"
+default = \"deny\"
+             [[acl.rule]]
+priority = 10
+src = \"198.18.0.0/15\"
+action = \"allow\"
+             [[acl]]
+interface = \"client\"
+service = \"globex\"
+default = \"allow\"
+             [[acl.rule]]
+priority = 10
+src = \"192.0.2.0/24\"
+action = \"deny\"
+"
+        );
+        let old = Config::parse_with_cpus(&text, "t.toml", &[0, 1]).unwrap();
+        let mut slots = Slots::for_first_config(0, 0, 0, 0);
+        let (_, cache) =
+            compile_all_cached(&old, 1, &mut slots, &CompileCache::default(), false).unwrap();
+        // One set changes (a rule added), one stays; the services stay.
+        let mut new = old.clone();
+        new.acls[0].rules.push(crate::control::acls::AclRuleConfig {
+            priority: 5,
+            src: Some("198.18.0.1".into()),
+            protocol: Default::default(),
+            dst_ports: None,
+            src_ports: None,
+            tcp_flags: None,
+            action: crate::control::acls::ActionConfig::Deny,
+        });
+        let (cached, next) = compile_all_cached(&new, 2, &mut slots, &cache, true).unwrap();
+        let cold = compile_all(&new, 2, &mut slots).unwrap();
+        assert_eq!(acl_view(&cached, &new), acl_view(&cold, &new));
+        assert_ne!(
+            acl_view(&cached, &new),
+            acl_view(&compile_all(&old, 2, &mut slots).unwrap(), &old),
+            "the change shows"
+        );
+        assert_eq!(cached.tables.version, 2);
+        assert_eq!(cached.tables.ports.len(), cold.tables.ports.len());
+        // The unchanged set is the cached one; the changed one is new.
+        let same = |k| Arc::ptr_eq(&cache.acls.sets[&k], &next.acls.sets[&k]);
+        let acme = (0, Ipv4Addr::new(203, 0, 113, 10));
+        let globex = (0, Ipv4Addr::new(203, 0, 113, 20));
+        assert!(!same(acme));
+        assert!(same(globex));
     }
 
     /// BASE plus fw2 and fw3, with `extra` appended.
