@@ -20,7 +20,9 @@
 #   - switch time: after every 10th reply, GET /v1/stats until every
 #     worker's table_version is the replied version; the figure includes
 #     one stats round trip (its own time is printed beside it);
-#   - the control side's publish_us per change, from seqd's log.
+#   - the control side's publish_us per change (compile, keep in
+#     state_dir, publish), from seqd's log, and its compile_us and
+#     persist_us parts.
 # Nothing is left in /var/run/dpdk/seqd-upd*, pass or fail.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,7 +59,9 @@ rm -rf "$DIR"
 mkdir -p "$DIR"
 python3 scripts/gen-traffic.py --services "$N" --packets "$PACKETS" --acl-rules "$ACL_RULES" --out "$DIR"
 sed -i "s/^file_prefix = .*/file_prefix = \"$PREFIX\"/" "$DIR/seqd.toml"
-printf '\n[control]\nlisten = "127.0.0.1:%s"\n' "$PORT" >>"$DIR/seqd.toml"
+# Every accepted change is kept in state_dir before its reply, as it is in
+# production: the figures include that.
+printf '\n[control]\nlisten = "127.0.0.1:%s"\nstate_dir = "%s/state"\n' "$PORT" "$DIR" >>"$DIR/seqd.toml"
 echo "== load average $(cut -d' ' -f1-3 /proc/loadavg); $(pgrep -c 'cargo|rustc' || true) cargo/rustc processes running"
 "$SEQD" --config "$DIR/seqd.toml" --stats-file "$DIR/stats.json" 2>"$DIR/seqd.log" &
 PID=$!
@@ -166,5 +170,10 @@ print(f"LOST to updates: {lost + sum(drops.values())}")
 pub = [int(x) for x in re.findall(r"publish_us=(\d+)", open(f"{d}/seqd.log", errors="replace").read())]
 if pub:
     print(f"control side per change (compile, keep, publish): median {statistics.median(pub) / 1e3:.1f} ms, max {max(pub) / 1e3:.1f} ms over {len(pub)} changes")
+    log = open(f"{d}/seqd.log", errors="replace").read()
+    for part in ("compile_us", "persist_us"):
+        v = [int(x) for x in re.findall(part + r"=(\d+)", log)]
+        if v:
+            print(f"  of which {part[:-3]}: median {statistics.median(v) / 1e3:.1f} ms, max {max(v) / 1e3:.1f} ms")
 sys.exit(1 if lost or drops else 0)
 PY

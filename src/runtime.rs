@@ -216,8 +216,8 @@ fn collect_stats(
         .iter()
         .map(|r| AclRuleStats {
             id: r.slot,
-            interface: r.interface.clone(),
-            service: r.service.clone(),
+            interface: r.interface.to_string(),
+            service: r.service.as_deref().map(str::to_string),
             priority: r.priority,
             action: r.action,
             client: r.client,
@@ -237,8 +237,8 @@ fn collect_stats(
         .defaults
         .iter()
         .map(|d| AclDefaultStats {
-            interface: d.interface.clone(),
-            service: d.service.clone(),
+            interface: d.interface.to_string(),
+            service: d.service.as_deref().map(str::to_string),
             action: d.action,
             packets: counters.sum(|w| {
                 w.acl_defaults

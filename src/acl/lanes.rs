@@ -146,6 +146,32 @@ pub(super) fn compile<'a>(rules: impl Iterator<Item = &'a Rule>, out: &mut Vec<B
     out.len() - first
 }
 
+/// Packs the first `n` lanes of each list of blocks, in order, into new
+/// blocks appended to `out` (a list of rules already compiled, put after
+/// another without recompiling either); returns how many.
+pub(super) fn concat(lists: &[(&[Block], usize)], out: &mut Vec<Block>) -> usize {
+    let first = out.len();
+    let mut at = 0;
+    for &(blocks, n) in lists {
+        for k in 0..n {
+            let (b, lane) = (&blocks[k / LANES], k % LANES);
+            if at % LANES == 0 {
+                out.push(Block::EMPTY);
+            }
+            let o = out.last_mut().expect("pushed above");
+            let j = at % LANES;
+            o.src[j] = b.src[lane];
+            o.src_mask[j] = b.src_mask[lane];
+            o.proto_flags[j] = b.proto_flags[lane];
+            o.dst_ports[j] = b.dst_ports[lane];
+            o.src_ports[j] = b.src_ports[lane];
+            o.tag[j] = b.tag[lane];
+            at += 1;
+        }
+    }
+    out.len() - first
+}
+
 /// The first matching rule of the blocks of one list.
 #[inline(always)]
 pub(super) fn find(blocks: &[Block], p: &PacketFields) -> Option<Hit> {

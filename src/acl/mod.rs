@@ -96,6 +96,7 @@ mod tss;
 mod tests;
 
 use std::fmt;
+use std::sync::Arc;
 
 use tss::{fold, GroupPolicy, Hit, Matcher};
 
@@ -740,7 +741,7 @@ pub struct AclTable {
     /// rules, then its own), set after set.
     blocks: Box<[lanes::Block]>,
     /// Customer sets too long for lanes.
-    large: Box<[RuleSet]>,
+    large: Box<[Arc<RuleSet>]>,
     sets: usize,
     rules: usize,
     seed: u64,
@@ -1030,7 +1031,16 @@ impl Default for AclTable {
 #[derive(Debug, Default, Clone)]
 pub struct AclTableBuilder {
     providers: Vec<(u16, Vec<Rule>, Action)>,
-    customers: Vec<(u16, u32, Vec<Rule>, Action)>,
+    customers: Vec<(u16, u32, CustomerRules)>,
+}
+
+/// A customer set as given to the builder: rules to compile, or a set
+/// compiled already (by [`AclTableBuilder::compile_customer`], for a set
+/// an update did not change).
+#[derive(Debug, Clone)]
+enum CustomerRules {
+    Rules(Vec<Rule>, Action),
+    Compiled(Arc<RuleSet>),
 }
 
 impl AclTableBuilder {
@@ -1051,7 +1061,33 @@ impl AclTableBuilder {
         rules: Vec<Rule>,
         default: Action,
     ) -> &mut Self {
-        self.customers.push((iface, service_ip, rules, default));
+        self.customers
+            .push((iface, service_ip, CustomerRules::Rules(rules, default)));
+        self
+    }
+
+    /// Validates and compiles one customer set on its own, as
+    /// [`AclTableBuilder::build`] would (errors name the rule, interface
+    /// and service), for [`AclTableBuilder::add_compiled_customer`].
+    pub fn compile_customer(
+        iface: u16,
+        service_ip: u32,
+        rules: &[Rule],
+        default: Action,
+    ) -> Result<RuleSet, AclError> {
+        RuleSet::compile(&[], rules, default).map_err(|e| e.with_location(iface, Some(service_ip)))
+    }
+
+    /// A customer set compiled already: what an update that left this set
+    /// as it was reuses instead of compiling it again.
+    pub fn add_compiled_customer(
+        &mut self,
+        iface: u16,
+        service_ip: u32,
+        set: Arc<RuleSet>,
+    ) -> &mut Self {
+        self.customers
+            .push((iface, service_ip, CustomerRules::Compiled(set)));
         self
     }
 
@@ -1076,20 +1112,17 @@ impl AclTableBuilder {
         ];
         let mut rule_count = 0;
         let mut seen_provider = vec![false; n_ifaces];
-        // Each interface's provider rules by rank, copied in front of every
-        // short customer set of the interface.
-        let mut provider_ranked: Vec<Vec<&Rule>> = vec![Vec::new(); n_ifaces];
         for (iface, rules, default) in &self.providers {
             let i = *iface as usize;
             if std::mem::replace(&mut seen_provider[i], true) {
                 return Err(AclError::DuplicateProviderSet { iface: *iface });
             }
-            let ranked = validate(rules, RuleList::Provider { iface: None })
+            // Copied in front of every short customer set of the interface.
+            let set = RuleSet::compile(rules, &[], *default)
                 .map_err(|e| e.with_location(*iface, None))?;
-            rule_count += ranked.len();
+            rule_count += set.len();
             ifaces[i].active = true;
-            ifaces[i].provider = RuleSet::from_ranked(ranked.clone(), *default, GroupPolicy::Auto);
-            provider_ranked[i] = ranked;
+            ifaces[i].provider = set;
         }
 
         let seed = tss::random_seed();
@@ -1103,7 +1136,7 @@ impl AclTableBuilder {
         let mut blocks = Vec::new();
         let mut large = Vec::new();
         let hash = |key: u64| fold(key ^ seed, INDEX_MUL);
-        for (iface, service_ip, rules, default) in &self.customers {
+        for (iface, service_ip, rules) in &self.customers {
             let key = index_key(*iface, *service_ip);
             let mut i = hash(key) as usize & mask;
             while index[i].key != EMPTY_KEY {
@@ -1115,33 +1148,39 @@ impl AclTableBuilder {
                 }
                 i = (i + 1) & mask;
             }
-            let ranked = validate(
-                rules,
-                RuleList::Customer {
-                    iface: None,
-                    service_ip: None,
-                },
-            )
-            .map_err(|e| e.with_location(*iface, Some(*service_ip)))?;
-            rule_count += ranked.len();
-            let deny = if *default == Action::Deny {
+            let owned;
+            let set: &RuleSet = match rules {
+                CustomerRules::Rules(rules, default) => {
+                    owned = Self::compile_customer(*iface, *service_ip, rules, *default)?;
+                    &owned
+                }
+                CustomerRules::Compiled(set) => set,
+            };
+            rule_count += set.len();
+            let deny = if set.default == Action::Deny {
                 INFO_DENY
             } else {
                 0
             };
-            let provider = &provider_ranked[*iface as usize];
-            let info = if provider.len() + ranked.len() <= lanes::MAX_RULES
-                && fits_lanes(provider, GroupPolicy::Auto)
-                && fits_lanes(&ranked, GroupPolicy::Auto)
-                && blocks.len() + lanes::MAX_RULES / lanes::LANES <= INFO_START as usize
-            {
-                let start = blocks.len() as u32;
-                let merged = provider.iter().chain(&ranked).copied();
-                let n = lanes::compile(merged, &mut blocks) as u32;
-                start | (n << INFO_BLOCKS_SHIFT) | deny
-            } else {
-                large.push(RuleSet::from_ranked(ranked, *default, GroupPolicy::Auto));
-                (large.len() - 1) as u32 | INFO_LARGE | deny
+            let provider = &ifaces[*iface as usize].provider;
+            let info = match (&provider.kind, &set.kind) {
+                (Kind::Lanes(p), Kind::Lanes(c))
+                    if provider.len() + set.len() <= lanes::MAX_RULES
+                        && blocks.len() + lanes::MAX_RULES / lanes::LANES
+                            <= INFO_START as usize =>
+                {
+                    // The provider's rules, then the customer's, packed.
+                    let start = blocks.len() as u32;
+                    let n = lanes::concat(&[(p, provider.len()), (c, set.len())], &mut blocks);
+                    start | (n as u32) << INFO_BLOCKS_SHIFT | deny
+                }
+                _ => {
+                    large.push(match rules {
+                        CustomerRules::Compiled(set) => Arc::clone(set),
+                        CustomerRules::Rules(..) => Arc::new(set.clone()),
+                    });
+                    (large.len() - 1) as u32 | INFO_LARGE | deny
+                }
             };
             index[i] = Slot {
                 key,

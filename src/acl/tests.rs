@@ -1126,7 +1126,14 @@ proptest! {
         let mut b = AclTable::builder();
         b.add_provider(iface, provider.clone(), iface_default);
         for (i, (rules, d)) in customers.iter().enumerate() {
-            b.add_customer(iface, svc(i), rules.clone(), *d);
+            // Half of them compiled ahead (the control plane's cache), packed
+            // after the provider rules at build.
+            if i % 2 == 0 {
+                b.add_customer(iface, svc(i), rules.clone(), *d);
+            } else {
+                let set = AclTableBuilder::compile_customer(iface, svc(i), rules, *d).unwrap();
+                b.add_compiled_customer(iface, svc(i), std::sync::Arc::new(set));
+            }
         }
         let t = b.build().unwrap();
         let keys: Vec<(u32, PacketFields)> = packets.iter().map(|&(i, p)| (svc(i), p)).collect();

@@ -263,7 +263,7 @@ fn put_tables(ctx: &Ctx, req: &Request) -> Reply {
 }
 
 fn validate(ctx: &Ctx, req: &Request) -> Reply {
-    let st = ctx.state.lock();
+    let mut st = ctx.state.lock();
     let new = st.with_tables(&req.body)?;
     json(200, &st.validate(&new)?)
 }

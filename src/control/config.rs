@@ -1020,6 +1020,12 @@ impl Config {
                 ));
             }
         }
+        // Tenants may name many services: a set, not a scan per name.
+        let names: std::collections::HashSet<&str> = if c.tenants.is_empty() {
+            Default::default()
+        } else {
+            self.services.iter().map(|s| s.name.as_str()).collect()
+        };
         for (i, t) in c.tenants.iter().enumerate() {
             if t.token.len() < 16 || !seen.insert(t.token.as_str()) {
                 return Err(invalid(
@@ -1029,7 +1035,7 @@ impl Config {
                 ));
             }
             for (j, s) in t.services.iter().enumerate() {
-                if !self.services.iter().any(|x| &x.name == s) {
+                if !names.contains(s.as_str()) {
                     return Err(invalid(
                         format!("control.tenant[{i}].services[{j}]"),
                         quoted(s),

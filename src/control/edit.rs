@@ -439,17 +439,23 @@ pub struct Changes {
 impl Changes {
     /// From `old` to `new`.
     pub fn between(old: &Config, new: &Config) -> Changes {
-        fn acl_sets(c: &Config) -> BTreeMap<String, Vec<&AclConfig>> {
-            let mut m: BTreeMap<String, Vec<&AclConfig>> = BTreeMap::new();
+        // Keyed by borrowed names: a change costs no copy of every name.
+        fn acl_sets(c: &Config) -> HashMap<&str, Vec<&AclConfig>> {
+            let mut m: HashMap<&str, Vec<&AclConfig>> = HashMap::with_capacity(c.acls.len());
             for a in &c.acls {
-                m.entry(a.service.clone().unwrap_or_else(|| "(provider)".into()))
+                m.entry(a.service.as_deref().unwrap_or("(provider)"))
                     .or_default()
                     .push(a);
             }
             m
         }
         let (oa, na) = (acl_sets(old), acl_sets(new));
-        let keys: BTreeSet<&String> = oa.keys().chain(na.keys()).collect();
+        let keys: BTreeSet<&str> = oa
+            .iter()
+            .filter(|(k, v)| na.get(*k) != Some(*v))
+            .map(|(k, _)| *k)
+            .chain(na.keys().filter(|k| !oa.contains_key(*k)).copied())
+            .collect();
         Changes {
             services: NameChanges::of(
                 old.services.iter().map(|s| (s.name.as_str(), s)),
@@ -463,11 +469,7 @@ impl Changes {
                 old.pools.iter().map(|p| (p.name.as_str(), p)),
                 new.pools.iter().map(|p| (p.name.as_str(), p)),
             ),
-            acls: keys
-                .into_iter()
-                .filter(|k| oa.get(*k) != na.get(*k))
-                .cloned()
-                .collect(),
+            acls: keys.into_iter().map(str::to_string).collect(),
             client: old.client != new.client,
             takeovers: super::services::takeovers(new).unwrap_or_default(),
         }

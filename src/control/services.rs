@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::acls::{DefaultInfo, RuleInfo};
 use super::config::{de_ipv4, de_opt_ipv4, de_opt_mac, Config};
-use super::slots::Slots;
+use super::slots::{PortKey, Slots};
 use crate::datapath::neighbor::{NeighborKey, Neighbors};
 use crate::datapath::packet::{IpProtocol, MacAddr};
 use crate::datapath::tables::{
@@ -255,6 +255,63 @@ pub fn compile_all(
     })
 }
 
+/// What an update reuses from the last accepted version: its tables
+/// before the ACLs were added, and its compiled ACL sets.
+#[derive(Clone, Default)]
+pub struct CompileCache {
+    tables: Option<Arc<Tables>>,
+    acls: super::acls::AclCache,
+}
+
+/// [`compile_all`] for an update to the version `cache` came from. With
+/// `services_unchanged` (its client side, devices, pools and services are
+/// those of that version) the service tables are that version's, not
+/// compiled again; ACL sets whose `[[acl]]` is unchanged are reused. Also
+/// returns the cache for the update after this one.
+pub fn compile_all_cached(
+    config: &Config,
+    version: u64,
+    slots: &mut Slots,
+    cache: &CompileCache,
+    services_unchanged: bool,
+) -> Result<(Compiled, CompileCache), CompileError> {
+    let base = match (&cache.tables, services_unchanged) {
+        (Some(t), true) => Arc::clone(t),
+        _ => Arc::new(compile(config, version, slots)?),
+    };
+    let mut tables = Tables::clone(&base);
+    tables.version = version;
+    let (acls, acl_cache) = super::acls::compile_cached(config, slots, Some(&cache.acls))?;
+    let next = CompileCache {
+        tables: Some(base),
+        acls: acl_cache,
+    };
+    if config.acls.is_empty() {
+        return Ok((
+            Compiled {
+                tables,
+                acls: CompiledAclInfo::default(),
+            },
+            next,
+        ));
+    }
+    let defaults = acls
+        .default_index
+        .iter()
+        .map(|(&k, &slot)| (k, slot))
+        .collect::<Vec<_>>();
+    Ok((
+        Compiled {
+            tables: tables.with_acl(acls.table, defaults),
+            acls: CompiledAclInfo {
+                rules: acls.rules,
+                defaults: acls.defaults,
+            },
+        },
+        next,
+    ))
+}
+
 /// For every device that is down: the device that takes its place — its
 /// `alternate` (followed while that is down too; a pool there means its
 /// first member that is up), else the first member that is up of a pool
@@ -489,7 +546,7 @@ pub fn compile(config: &Config, version: u64, slots: &mut Slots) -> Result<Table
                 })?),
             },
         };
-        let slot = slots.devices.slot(&d.name).ok_or_else(|| {
+        let slot = slots.devices.slot(d.name.as_str()).ok_or_else(|| {
             err(
                 key("name"),
                 q(&d.name),
@@ -529,10 +586,13 @@ pub fn compile(config: &Config, version: u64, slots: &mut Slots) -> Result<Table
         ));
     }
     let own_ips: HashSet<Ipv4Addr> = config.interfaces.iter().map(|i| i.ipv4.addr).collect();
-    let mut ports = Vec::new();
-    let mut names = HashSet::new();
+    // Sized up front: growing maps of 100,000+ entries rehash them all.
+    let n_ports: usize = config.services.iter().map(|s| s.ports.len()).sum();
+    let mut ports = Vec::with_capacity(n_ports + n_ports / 4);
+    let mut names = HashSet::with_capacity(config.services.len());
     // (protocol, ip, port) -> key of the port that claims it.
-    let mut claimed: HashMap<(u8, Ipv4Addr, u16), (usize, usize)> = HashMap::new();
+    let mut claimed: HashMap<(u8, Ipv4Addr, u16), (usize, usize)> =
+        HashMap::with_capacity(n_ports + n_ports / 4);
     // (protocol, ip) -> dynamic ranges with their keys.
     let mut ranges: HashMap<(u8, Ipv4Addr), Vec<DynamicRange>> = HashMap::new();
     for (si, s) in config.services.iter().enumerate() {
@@ -694,7 +754,7 @@ pub fn compile(config: &Config, version: u64, slots: &mut Slots) -> Result<Table
                 }
                 let slot = slots
                     .service_ports
-                    .slot(&(s.name.clone(), proto.into(), p.port))
+                    .slot(&PortKey(&s.name, proto.into(), p.port))
                     .ok_or_else(|| {
                         err(
                             pkey("port"),
@@ -954,6 +1014,93 @@ dynamic_ports = "1025-1125"
         let udp =
             format!("{BASE}\n[[service.port]]\nport = 80\nprotocol = \"udp\"\nhops = [\"fw1\"]\n");
         assert_eq!(compile_text(&udp).unwrap().ports.len(), 2);
+    }
+
+    /// What an ACL table says for a few packets to every service IP, with
+    /// every rule and default slot.
+    fn acl_view(c: &Compiled, config: &Config) -> String {
+        use crate::acl::PacketFields;
+        let acl = c.tables.acl().expect("ACLs");
+        let mut out = format!("{:?} {:?} ", c.acls.rules, c.acls.defaults);
+        for s in &config.services {
+            for src in [0xc612_0001u32, 0xc000_0201, 0x0a00_0001] {
+                let p = PacketFields {
+                    src,
+                    protocol: 6,
+                    src_port: 1234,
+                    dst_port: 80,
+                    has_ports: true,
+                    tcp_flags: 0x02,
+                };
+                out += &format!(
+                    "{:?} {:?};",
+                    acl.lookup(0, u32::from(s.ip), &p),
+                    c.tables.acl_default_slot(0, s.ip)
+                );
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_cached_compile_equals_a_cold_one() {
+        let text = format!(
+            "{BASE}
+[[service]]
+name = \"globex\"
+ip = \"203.0.113.20\"
+             [[service.port]]
+port = 80
+hops = [\"web1\"]
+             [[acl]]
+interface = \"client\"
+service = \"acme\"
+default = \"deny\"
+             [[acl.rule]]
+priority = 10
+src = \"198.18.0.0/15\"
+action = \"allow\"
+             [[acl]]
+interface = \"client\"
+service = \"globex\"
+default = \"allow\"
+             [[acl.rule]]
+priority = 10
+src = \"192.0.2.0/24\"
+action = \"deny\"
+"
+        );
+        let old = Config::parse_with_cpus(&text, "t.toml", &[0, 1]).unwrap();
+        let mut slots = Slots::for_first_config(0, 0, 0, 0);
+        let (_, cache) =
+            compile_all_cached(&old, 1, &mut slots, &CompileCache::default(), false).unwrap();
+        // One set changes (a rule added), one stays; the services stay.
+        let mut new = old.clone();
+        new.acls[0].rules.push(crate::control::acls::AclRuleConfig {
+            priority: 5,
+            src: Some("198.18.0.1".into()),
+            protocol: Default::default(),
+            dst_ports: None,
+            src_ports: None,
+            tcp_flags: None,
+            action: crate::control::acls::ActionConfig::Deny,
+        });
+        let (cached, next) = compile_all_cached(&new, 2, &mut slots, &cache, true).unwrap();
+        let cold = compile_all(&new, 2, &mut slots).unwrap();
+        assert_eq!(acl_view(&cached, &new), acl_view(&cold, &new));
+        assert_ne!(
+            acl_view(&cached, &new),
+            acl_view(&compile_all(&old, 2, &mut slots).unwrap(), &old),
+            "the change shows"
+        );
+        assert_eq!(cached.tables.version, 2);
+        assert_eq!(cached.tables.ports.len(), cold.tables.ports.len());
+        // The unchanged set is the cached one; the changed one is new.
+        let same = |k| Arc::ptr_eq(&cache.acls.sets[&k], &next.acls.sets[&k]);
+        let acme = (0, Ipv4Addr::new(203, 0, 113, 10));
+        let globex = (0, Ipv4Addr::new(203, 0, 113, 20));
+        assert!(!same(acme));
+        assert!(same(globex));
     }
 
     /// BASE plus fw2 and fw3, with `extra` appended.

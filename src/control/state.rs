@@ -109,15 +109,35 @@ pub struct Persisted {
 
 /// Written by seqd before versions were kept one file each; read once.
 const LEGACY_STATE_FILE: &str = "tables.json";
-/// One file per accepted version: `versions/00000000000000000042.json`.
+/// One file per accepted version: `versions/00000000000000000042.json`
+/// holds the whole tables (a snapshot), `00000000000000000043.patch.json`
+/// only what changed since version 42 (a journal entry).
 const VERSIONS_DIR: &str = "versions";
+const PATCH_SUFFIX: &str = ".patch.json";
+/// A journal entry is written instead of a snapshot while fewer than this
+/// many follow the last snapshot (and they are smaller than it): a change
+/// writes a few hundred bytes, not the whole tables, and a restore or a
+/// roll-back replays at most this many.
+pub const SNAPSHOT_EVERY: usize = 64;
 
 fn version_file(dir: &Path, version: u64) -> std::path::PathBuf {
     dir.join(VERSIONS_DIR).join(format!("{version:020}.json"))
 }
 
+fn patch_file(dir: &Path, version: u64) -> std::path::PathBuf {
+    dir.join(VERSIONS_DIR)
+        .join(format!("{version:020}{PATCH_SUFFIX}"))
+}
+
+/// A kept version's file: a snapshot or a journal entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Kept {
+    version: u64,
+    patch: bool,
+}
+
 /// Versions kept in `dir`, oldest first.
-fn kept_versions(dir: &Path) -> std::io::Result<Vec<u64>> {
+fn kept_files(dir: &Path) -> std::io::Result<Vec<Kept>> {
     let mut out = Vec::new();
     let entries = match std::fs::read_dir(dir.join(VERSIONS_DIR)) {
         Ok(e) => e,
@@ -126,54 +146,152 @@ fn kept_versions(dir: &Path) -> std::io::Result<Vec<u64>> {
     };
     for e in entries {
         let name = e?.file_name();
-        if let Some(v) = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(".json"))
-            .and_then(|n| n.parse::<u64>().ok())
-        {
-            out.push(v);
+        let Some(name) = name.to_str() else { continue };
+        let (stem, patch) = match name.strip_suffix(PATCH_SUFFIX) {
+            Some(stem) => (Some(stem), true),
+            None => (name.strip_suffix(".json"), false),
+        };
+        if let Some(version) = stem.and_then(|n| n.parse::<u64>().ok()) {
+            out.push(Kept { version, patch });
         }
     }
-    out.sort_unstable();
+    // A version written both ways (a snapshot replacing its journal entry
+    // after a crash between the two) is read from its snapshot.
+    out.sort_unstable_by_key(|k| (k.version, !k.patch));
+    out.dedup_by_key(|k| k.version);
     Ok(out)
 }
 
-/// Writes `p` into `dir` atomically — a temporary file, fsync, rename, and
-/// fsync of the directory, so a crash leaves the old or the new version —
-/// then removes all but the newest `keep` versions.
-pub fn persist(dir: &Path, p: &Persisted, keep: usize) -> std::io::Result<()> {
+/// Versions kept in `dir` whose tables can be rebuilt, oldest first.
+fn kept_versions(dir: &Path) -> std::io::Result<Vec<u64>> {
+    let files = kept_files(dir)?;
+    // Journal entries before the first snapshot have nothing to apply to.
+    let first = files.iter().position(|k| !k.patch).unwrap_or(files.len());
+    Ok(files[first..].iter().map(|k| k.version).collect())
+}
+
+fn write_synced(dir: &Path, to: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let vdir = dir.join(VERSIONS_DIR);
     std::fs::create_dir_all(&vdir)?;
     let tmp = vdir.join(".incoming.tmp");
     let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(
-        serde_json::to_string(p)
-            .map_err(std::io::Error::other)?
-            .as_bytes(),
-    )?;
+    f.write_all(bytes)?;
     f.sync_all()?;
     drop(f);
-    std::fs::rename(&tmp, version_file(dir, p.record.version))?;
-    std::fs::File::open(&vdir)?.sync_all()?;
-    let kept = kept_versions(dir)?;
-    for &old in kept.iter().take(kept.len().saturating_sub(keep.max(1))) {
-        // A version that cannot be removed is only disk space.
-        let _ = std::fs::remove_file(version_file(dir, old));
-    }
+    std::fs::rename(&tmp, to)?;
+    std::fs::File::open(&vdir)?.sync_all()
+}
+
+/// Writes `p` (a whole-tables snapshot) into `dir` atomically — a
+/// temporary file, fsync, rename, and fsync of the directory, so a crash
+/// leaves the old or the new version — then removes what no longer serves
+/// the newest `keep` versions.
+pub fn persist(dir: &Path, p: &Persisted, keep: usize) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(p).map_err(std::io::Error::other)?;
+    write_synced(dir, &version_file(dir, p.record.version), &bytes)?;
+    prune(dir, keep);
     Ok(())
 }
 
-/// Version `version` as kept in `dir`, if it is.
-pub fn restore_version(dir: &Path, version: u64) -> std::io::Result<Option<Persisted>> {
-    let path = version_file(dir, version);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
+/// Writes version `record.version` as a journal entry on top of the
+/// version before it, as atomically as [`persist`].
+fn persist_patch(
+    dir: &Path,
+    record: &VersionRecord,
+    patch: &TablesPatch,
+    keep: usize,
+) -> std::io::Result<usize> {
+    let bytes = serde_json::to_vec(&PersistedPatch {
+        record: record.clone(),
+        patch: patch.clone(),
+    })
+    .map_err(std::io::Error::other)?;
+    write_synced(dir, &patch_file(dir, record.version), &bytes)?;
+    prune(dir, keep);
+    Ok(bytes.len())
+}
+
+/// Removes every file older than the snapshot the oldest of the newest
+/// `keep` versions is rebuilt from. A file that cannot be removed is only
+/// disk space.
+fn prune(dir: &Path, keep: usize) {
+    let files = match kept_files(dir) {
+        Ok(f) if !f.is_empty() => f,
+        _ => return,
+    };
+    let oldest = files.len().saturating_sub(keep.max(1));
+    let Some(base) = files[..=oldest].iter().rposition(|k| !k.patch) else {
+        return;
+    };
+    for k in &files[..base] {
+        let _ = std::fs::remove_file(if k.patch {
+            patch_file(dir, k.version)
+        } else {
+            version_file(dir, k.version)
+        });
     }
+}
+
+/// A journal entry as kept in the state directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PersistedPatch {
+    #[serde(flatten)]
+    record: VersionRecord,
+    patch: TablesPatch,
+}
+
+/// Version `version` as kept in `dir`, if it is: a snapshot as written,
+/// or one rebuilt from the snapshot before it and the journal entries
+/// since (then as a "json" body of the whole tables).
+pub fn restore_version(dir: &Path, version: u64) -> std::io::Result<Option<Persisted>> {
+    let files = kept_files(dir)?;
+    let Some(at) = files.iter().position(|k| k.version == version) else {
+        return Ok(None);
+    };
+    let Some(base) = files[..=at].iter().rposition(|k| !k.patch) else {
+        return Ok(None);
+    };
+    let read = |path: std::path::PathBuf| -> std::io::Result<Option<String>> {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    };
+    let bad = |path: &Path, e: String| std::io::Error::other(format!("{}: {e}", path.display()));
+    let path = version_file(dir, files[base].version);
+    let Some(text) = read(path.clone())? else {
+        return Ok(None);
+    };
+    let snapshot: Persisted = serde_json::from_str(&text).map_err(|e| bad(&path, e.to_string()))?;
+    if base == at {
+        return Ok(Some(snapshot));
+    }
+    if snapshot.format != "json" {
+        return Err(bad(
+            &path,
+            format!("a {} snapshot cannot take journal entries", snapshot.format),
+        ));
+    }
+    let mut tables: TablesBody =
+        serde_json::from_str(&snapshot.body).map_err(|e| bad(&path, e.to_string()))?;
+    let mut record = snapshot.record;
+    for k in &files[base + 1..=at] {
+        let path = patch_file(dir, k.version);
+        let Some(text) = read(path.clone())? else {
+            return Ok(None);
+        };
+        let p: PersistedPatch =
+            serde_json::from_str(&text).map_err(|e| bad(&path, e.to_string()))?;
+        p.patch.apply(&mut tables);
+        record = p.record;
+    }
+    Ok(Some(Persisted {
+        record,
+        format: "json".into(),
+        body: serde_json::to_string(&tables).map_err(std::io::Error::other)?,
+    }))
 }
 
 /// The last accepted version in `dir`, if there is one.
@@ -214,13 +332,25 @@ pub fn restore(dir: &Path) -> std::io::Result<Option<Persisted>> {
 /// The records of every version kept in `dir`, oldest first (their tables
 /// stay on disk).
 pub fn kept_records(dir: &Path) -> std::io::Result<Vec<VersionRecord>> {
+    let files = kept_files(dir)?;
+    let first = files.iter().position(|k| !k.patch).unwrap_or(files.len());
     let mut out = Vec::new();
-    for v in kept_versions(dir)? {
-        let path = version_file(dir, v);
+    for k in &files[first..] {
+        let path = if k.patch {
+            patch_file(dir, k.version)
+        } else {
+            version_file(dir, k.version)
+        };
         let text = std::fs::read_to_string(&path)?;
-        let p: Persisted = serde_json::from_str(&text)
+        // Only the record: the tables (or the patch) are skipped.
+        #[derive(Deserialize)]
+        struct Head {
+            #[serde(flatten)]
+            record: VersionRecord,
+        }
+        let h: Head = serde_json::from_str(&text)
             .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
-        out.push(p.record);
+        out.push(h.record);
     }
     Ok(out)
 }
@@ -295,6 +425,181 @@ impl TablesBody {
     }
 }
 
+/// What one version changes in the tables of the version before it: the
+/// journal entry kept for it. Objects are keyed by name (ACLs by
+/// interface and service); applying removes, replaces in place, then
+/// appends, which is also how the REST edits change the running config.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TablesPatch {
+    /// `Some`: the client side is replaced (by `client`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    client_changed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client: Option<ClientConfig>,
+    #[serde(default, skip_serializing_if = "Section::is_empty")]
+    devices: Section<DeviceConfig, String>,
+    #[serde(default, skip_serializing_if = "Section::is_empty")]
+    pools: Section<PoolConfig, String>,
+    #[serde(default, skip_serializing_if = "Section::is_empty")]
+    services: Section<ServiceConfig, String>,
+    #[serde(default, skip_serializing_if = "Section::is_empty")]
+    acls: Section<AclConfig, (String, Option<String>)>,
+}
+
+/// The changes to one list of a [`TablesPatch`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    bound(deserialize = "T: Deserialize<'de>, K: Deserialize<'de>")
+)]
+struct Section<T, K> {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    removed: Vec<K>,
+    /// New or replaced, in the new list's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    put: Vec<T>,
+}
+
+impl<T, K> Default for Section<T, K> {
+    fn default() -> Self {
+        Section {
+            removed: Vec::new(),
+            put: Vec::new(),
+        }
+    }
+}
+
+impl<T, K> Section<T, K> {
+    fn is_empty(&self) -> bool {
+        self.removed.is_empty() && self.put.is_empty()
+    }
+}
+
+trait Keyed {
+    type Key: Eq + std::hash::Hash + Clone;
+    fn key(&self) -> Self::Key;
+}
+
+impl Keyed for DeviceConfig {
+    type Key = String;
+    fn key(&self) -> String {
+        self.name.clone()
+    }
+}
+
+impl Keyed for PoolConfig {
+    type Key = String;
+    fn key(&self) -> String {
+        self.name.clone()
+    }
+}
+
+impl Keyed for ServiceConfig {
+    type Key = String;
+    fn key(&self) -> String {
+        self.name.clone()
+    }
+}
+
+impl Keyed for AclConfig {
+    type Key = (String, Option<String>);
+    fn key(&self) -> Self::Key {
+        (self.interface.clone(), self.service.clone())
+    }
+}
+
+impl<T: Keyed + Clone + PartialEq> Section<T, T::Key> {
+    /// What turns `old` into `new`, or None when applying it would not give
+    /// `new` in the same order (a reordered or duplicated list).
+    fn between(old: &[T], new: &[T]) -> Option<Self> {
+        use std::collections::HashMap;
+        if old.len() == new.len() && old == new {
+            return Some(Section::default());
+        }
+        let old_at: HashMap<T::Key, usize> =
+            old.iter().enumerate().map(|(i, x)| (x.key(), i)).collect();
+        let new_keys: Vec<T::Key> = new.iter().map(Keyed::key).collect();
+        let new_at: HashMap<&T::Key, usize> =
+            new_keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
+        if old_at.len() != old.len() || new_at.len() != new.len() {
+            return None;
+        }
+        let mut out = Section::default();
+        // The survivors must come first in `new`, in their old order; the
+        // added ones after them.
+        let mut next = 0;
+        for x in old {
+            let k = x.key();
+            match new_at.get(&k) {
+                None => out.removed.push(k),
+                Some(&i) if i == next => {
+                    if new[i] != *x {
+                        out.put.push(new[i].clone());
+                    }
+                    next += 1;
+                }
+                Some(_) => return None,
+            }
+        }
+        for (x, k) in new[next..].iter().zip(&new_keys[next..]) {
+            if old_at.contains_key(k) {
+                return None;
+            }
+            out.put.push(x.clone());
+        }
+        Some(out)
+    }
+
+    fn apply(&self, list: &mut Vec<T>) {
+        use std::collections::{HashMap, HashSet};
+        if self.is_empty() {
+            return;
+        }
+        let removed: HashSet<&T::Key> = self.removed.iter().collect();
+        list.retain(|x| !removed.contains(&x.key()));
+        let at: HashMap<T::Key, usize> =
+            list.iter().enumerate().map(|(i, x)| (x.key(), i)).collect();
+        for x in &self.put {
+            match at.get(&x.key()) {
+                Some(&i) => list[i] = x.clone(),
+                None => list.push(x.clone()),
+            }
+        }
+    }
+}
+
+impl TablesPatch {
+    /// What turns the tables of `old` into those of `new`; None when that
+    /// cannot be said as a patch (then a snapshot is kept instead).
+    pub fn between(old: &Config, new: &Config) -> Option<TablesPatch> {
+        let client_changed = old.client != new.client;
+        Some(TablesPatch {
+            client_changed,
+            client: if client_changed {
+                new.client.clone()
+            } else {
+                None
+            },
+            devices: Section::between(&old.devices, &new.devices)?,
+            pools: Section::between(&old.pools, &new.pools)?,
+            services: Section::between(&old.services, &new.services)?,
+            acls: Section::between(&old.acls, &new.acls)?,
+        })
+    }
+
+    /// Applies the patch to `t`.
+    pub fn apply(&self, t: &mut TablesBody) {
+        if self.client_changed {
+            t.client = self.client.clone();
+        }
+        self.devices.apply(&mut t.devices);
+        self.pools.apply(&mut t.pools);
+        self.services.apply(&mut t.services);
+        self.acls.apply(&mut t.acls);
+    }
+}
+
 /// How many versions' tables are kept for roll-back (in memory, and in
 /// the state directory) unless `control.keep_versions` says otherwise.
 pub const DEFAULT_KEEP_VERSIONS: usize = 16;
@@ -307,8 +612,49 @@ struct VersionEntry {
     tables: Option<Arc<TablesBody>>,
 }
 
+/// Where the state directory's journal stands: what decides whether the
+/// next version is kept as a journal entry or as a snapshot.
+#[derive(Debug, Clone, Copy, Default)]
+struct Journal {
+    /// Journal entries since the last snapshot.
+    entries: usize,
+    /// Their bytes, and the last snapshot's.
+    entry_bytes: u64,
+    snapshot_bytes: u64,
+}
+
+impl Journal {
+    /// As `dir` holds it. Without a snapshot there (a new or legacy state
+    /// directory) the next version is written whole.
+    fn of(dir: &Path) -> Journal {
+        let files = kept_files(dir).unwrap_or_default();
+        let Some(base) = files.iter().rposition(|k| !k.patch) else {
+            return Journal {
+                entries: SNAPSHOT_EVERY,
+                ..Journal::default()
+            };
+        };
+        let size = |p: std::path::PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
+        Journal {
+            entries: files.len() - base - 1,
+            entry_bytes: files[base + 1..]
+                .iter()
+                .map(|k| size(patch_file(dir, k.version)))
+                .sum(),
+            snapshot_bytes: size(version_file(dir, files[base].version)),
+        }
+    }
+
+    fn wants_snapshot(&self) -> bool {
+        self.entries + 1 >= SNAPSHOT_EVERY || self.entry_bytes >= self.snapshot_bytes
+    }
+}
+
 pub struct ControlState {
     current: Config,
+    journal: Journal,
+    /// What the next change reuses from the running version.
+    cache: services::CompileCache,
     slots: Slots,
     cpus: Vec<u32>,
     history: std::collections::VecDeque<VersionEntry>,
@@ -398,8 +744,16 @@ impl ControlState {
             record: first,
             tables: in_memory.then(|| Arc::new(TablesBody::of(&config))),
         });
+        let journal = config
+            .control
+            .as_ref()
+            .and_then(|c| c.state_dir.as_deref())
+            .map(Journal::of)
+            .unwrap_or_default();
         ControlState {
             current: config,
+            journal,
+            cache: services::CompileCache::default(),
             slots,
             cpus,
             history,
@@ -438,8 +792,7 @@ impl ControlState {
                 value: None,
                 message: e.inner().to_string(),
             })?;
-        let mut new = self.current.clone();
-        new.acls.retain(|a| a.service.as_deref() != Some(service));
+        let mut given = Vec::with_capacity(acls.len());
         for (i, mut a) in acls.into_iter().enumerate() {
             match &a.service {
                 Some(s) if s != service => {
@@ -451,8 +804,28 @@ impl ControlState {
                 }
                 _ => a.service = Some(service.to_string()),
             }
-            new.acls.push(a);
+            given.push(Some(a));
         }
+        // A set of an interface the service already has takes its place
+        // (so the change is kept as a small journal entry); the others are
+        // removed, and sets for new interfaces are added at the end.
+        let mut new = self.current.clone();
+        new.acls.retain_mut(|a| {
+            if a.service.as_deref() != Some(service) {
+                return true;
+            }
+            match given
+                .iter_mut()
+                .find(|g| g.as_ref().is_some_and(|g| g.interface == a.interface))
+            {
+                Some(g) => {
+                    *a = g.take().expect("found as Some");
+                    true
+                }
+                None => false,
+            }
+        });
+        new.acls.extend(given.into_iter().flatten());
         Ok(new)
     }
 
@@ -491,8 +864,15 @@ impl ControlState {
     /// would do, and what it would change.
     ///
     /// [`apply`]: ControlState::apply
-    pub fn validate(&self, new: &Config) -> Result<Validated, ChangeError> {
-        let compiled = self.compile(new, &mut self.slots.clone())?;
+    pub fn validate(&mut self, new: &Config) -> Result<Validated, ChangeError> {
+        // Compiled on the running slots, then back to them: a copy of
+        // every slot key would cost more than the compile of a small change.
+        let mark = self.slots.mark();
+        let mut slots = std::mem::replace(&mut self.slots, Slots::with_capacity(0, 0, 0, 0));
+        let compiled = self.compile(new, &mut slots);
+        slots.rollback(mark);
+        self.slots = slots;
+        let (compiled, _) = compiled?;
         Ok(Validated {
             record: record(
                 self.published.version() + 1,
@@ -505,7 +885,11 @@ impl ControlState {
         })
     }
 
-    fn compile(&self, new: &Config, slots: &mut Slots) -> Result<services::Compiled, ChangeError> {
+    fn compile(
+        &self,
+        new: &Config,
+        slots: &mut Slots,
+    ) -> Result<(services::Compiled, services::CompileCache), ChangeError> {
         if new.eal != self.current.eal
             || new.interfaces != self.current.interfaces
             || new.workers != self.current.workers
@@ -519,7 +903,22 @@ impl ControlState {
         }
         // Compiling is the whole check of the tables: everything else in
         // the config is what runs now.
-        services::compile_all(new, self.published.version() + 1, slots).map_err(|e| ChangeError {
+        // What the change left as it was is reused from the running
+        // version: the service tables when only ACLs change, and every
+        // ACL set it did not touch.
+        let cur = &self.current;
+        let services_unchanged = new.client == cur.client
+            && new.devices == cur.devices
+            && new.pools == cur.pools
+            && new.services == cur.services;
+        services::compile_all_cached(
+            new,
+            self.published.version() + 1,
+            slots,
+            &self.cache,
+            services_unchanged,
+        )
+        .map_err(|e| ChangeError {
             key: e.key,
             value: e.value,
             message: e.message,
@@ -540,8 +939,17 @@ impl ControlState {
         change: Option<String>,
     ) -> Result<Applied, ChangeError> {
         let started = Instant::now();
-        let mut slots = self.slots.clone();
-        let compiled = self.compile(&new, &mut slots)?;
+        // The running slots, rolled back to `mark` if the change is refused.
+        let mark = self.slots.mark();
+        let mut slots = std::mem::replace(&mut self.slots, Slots::with_capacity(0, 0, 0, 0));
+        let (compiled, cache) = match self.compile(&new, &mut slots) {
+            Ok(c) => c,
+            Err(e) => {
+                slots.rollback(mark);
+                self.slots = slots;
+                return Err(e);
+            }
+        };
         let compiled_at = started.elapsed();
         let rec = record(
             compiled.tables.version,
@@ -551,25 +959,55 @@ impl ControlState {
             &compiled.tables,
         );
         // Kept before it is published: a reply of success means it survives a crash.
-        if let Some(dir) = self.state_dir() {
-            persist(
-                dir,
-                &TablesBody::persisted(&new, rec.clone()),
-                self.keep_versions(),
-            )
-            .map_err(|e| ChangeError {
-                key: "control.state_dir".into(),
-                value: Some(dir.display().to_string()),
-                message: format!("cannot keep the new version ({e}); nothing changed"),
-            })?;
+        if let Some(dir) = self.state_dir().map(Path::to_path_buf) {
+            let dir = dir.as_path();
+            let keep = self.keep_versions();
+            // A journal entry of what changed, or now and then (and when
+            // the change cannot be said as one) the whole tables.
+            let patch = if self.journal.wants_snapshot() {
+                None
+            } else {
+                TablesPatch::between(&self.current, &new)
+            };
+            let kept = match patch {
+                Some(p) => persist_patch(dir, &rec, &p, keep).map(|bytes| Journal {
+                    entries: self.journal.entries + 1,
+                    entry_bytes: self.journal.entry_bytes + bytes as u64,
+                    ..self.journal
+                }),
+                None => {
+                    let whole = TablesBody::persisted(&new, rec.clone());
+                    let bytes = whole.body.len() as u64;
+                    persist(dir, &whole, keep).map(|()| Journal {
+                        entries: 0,
+                        entry_bytes: 0,
+                        snapshot_bytes: bytes,
+                    })
+                }
+            };
+            match kept {
+                Ok(j) => self.journal = j,
+                Err(e) => {
+                    let e = ChangeError {
+                        key: "control.state_dir".into(),
+                        value: Some(dir.display().to_string()),
+                        message: format!("cannot keep the new version ({e}); nothing changed"),
+                    };
+                    slots.rollback(mark);
+                    self.slots = slots;
+                    return Err(e);
+                }
+            }
         }
         let kept_at = started.elapsed();
         // Keep what ARP already learnt, so no packet waits for it again.
-        compiled
-            .tables
-            .neighbors
-            .carry_over(&self.published.load(0).neighbors);
+        let running = self.published.load(0);
+        if !Arc::ptr_eq(&compiled.tables.neighbors, &running.neighbors) {
+            compiled.tables.neighbors.carry_over(&running.neighbors);
+        }
+        drop(running);
         self.published.publish(compiled.tables);
+        self.cache = cache;
         self.source.acl_info.store(Arc::new(compiled.acls));
         // The workers have it from here on; what follows is for the reply.
         let took = started.elapsed();
@@ -648,5 +1086,176 @@ impl ControlState {
     /// The running config with its tables replaced by a JSON body.
     pub fn with_tables(&self, body: &[u8]) -> Result<Config, ChangeError> {
         with_tables(&self.current, body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[eal]
+cores = "0-1"
+[workers]
+lcores = [1]
+[[interface]]
+name = "client"
+device = "net_null0"
+ipv4 = "192.0.2.1/24"
+[client]
+interface = "client"
+gateway = "192.0.2.254"
+[[device]]
+name = "web1"
+interface = "client"
+mac = "52:54:00:00:00:30"
+[[service]]
+name = "a"
+ip = "203.0.113.10"
+[[service.port]]
+port = 80
+hops = ["web1"]
+[[service]]
+name = "b"
+ip = "203.0.113.11"
+[[service.port]]
+port = 80
+hops = ["web1"]
+[[service]]
+name = "c"
+ip = "203.0.113.12"
+[[service.port]]
+port = 80
+hops = ["web1"]
+[[acl]]
+interface = "client"
+service = "a"
+default = "deny"
+"#;
+
+    fn base() -> Config {
+        Config::parse_with_cpus(BASE, "t", &[0, 1]).unwrap()
+    }
+
+    fn patched(old: &Config, new: &Config) -> Option<TablesBody> {
+        let p = TablesPatch::between(old, new)?;
+        let mut t = TablesBody::of(old);
+        p.apply(&mut t);
+        Some(t)
+    }
+
+    fn json(t: &TablesBody) -> String {
+        serde_json::to_string(t).unwrap()
+    }
+
+    #[test]
+    fn a_patch_rebuilds_the_new_tables_in_their_order() {
+        let old = base();
+        let mut new = old.clone();
+        new.services.remove(1);
+        new.services[1].ports[0].port = 81;
+        let mut d = new.services[0].clone();
+        d.name = "d".into();
+        d.ip = "203.0.113.13".parse().unwrap();
+        new.services.push(d);
+        new.acls[0].default = super::super::acls::ActionConfig::Allow;
+        new.client.as_mut().unwrap().gateway = "192.0.2.253".parse().unwrap();
+        let p = TablesPatch::between(&old, &new).unwrap();
+        assert_eq!(p.services.removed, vec!["b".to_string()]);
+        assert_eq!(
+            p.services.put.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            ["c", "d"],
+            "only what changed is kept"
+        );
+        assert!(p.devices.is_empty());
+        assert_eq!(
+            json(&patched(&old, &new).unwrap()),
+            json(&TablesBody::of(&new))
+        );
+        // Nothing changed: an empty patch.
+        assert_eq!(
+            TablesPatch::between(&old, &old),
+            Some(TablesPatch::default())
+        );
+    }
+
+    #[test]
+    fn a_reordered_list_is_no_patch() {
+        let old = base();
+        let mut new = old.clone();
+        new.services.swap(0, 2);
+        assert_eq!(TablesPatch::between(&old, &new), None);
+        // A removed service put back at the end is a reorder too.
+        let mut new = old.clone();
+        let a = new.services.remove(0);
+        new.services.push(a);
+        assert_eq!(TablesPatch::between(&old, &new), None);
+    }
+
+    fn record(version: u64) -> VersionRecord {
+        VersionRecord {
+            version,
+            time: 0,
+            origin: "test".into(),
+            change: None,
+            service_ports: 0,
+            devices: 0,
+            acl_rules: 0,
+        }
+    }
+
+    #[test]
+    fn versions_are_rebuilt_from_a_snapshot_and_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        let mut configs = vec![base()];
+        persist(dir, &TablesBody::persisted(&configs[0], record(1)), 3).unwrap();
+        for v in 2..=6u64 {
+            let old = configs.last().unwrap().clone();
+            let mut new = old.clone();
+            new.services[0].ports[0].port = 1000 + v as u16;
+            let p = TablesPatch::between(&old, &new).unwrap();
+            persist_patch(dir, &record(v), &p, 3).unwrap();
+            configs.push(new);
+        }
+        // The journal needs its snapshot: nothing is pruned yet.
+        assert_eq!(kept_versions(dir).unwrap(), vec![1, 2, 3, 4, 5, 6]);
+        for v in [1u64, 4, 6] {
+            let p = restore_version(dir, v).unwrap().unwrap();
+            assert_eq!(p.record.version, v);
+            let t: TablesBody = serde_json::from_str(&p.body).unwrap();
+            assert_eq!(json(&t), json(&TablesBody::of(&configs[v as usize - 1])));
+        }
+        assert_eq!(restore(dir).unwrap().unwrap().record.version, 6);
+        assert_eq!(
+            kept_records(dir)
+                .unwrap()
+                .iter()
+                .map(|r| r.version)
+                .collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 5, 6]
+        );
+        // A snapshot at 7: what only served versions before the newest 3
+        // (5, 6, 7) goes, and 5 and 6 still rebuild from snapshot 1.
+        persist(dir, &TablesBody::persisted(&configs[5], record(7)), 3).unwrap();
+        assert_eq!(kept_versions(dir).unwrap(), vec![1, 2, 3, 4, 5, 6, 7]);
+        persist(dir, &TablesBody::persisted(&configs[5], record(8)), 3).unwrap();
+        persist(dir, &TablesBody::persisted(&configs[5], record(9)), 3).unwrap();
+        assert_eq!(kept_versions(dir).unwrap(), vec![7, 8, 9]);
+        assert!(restore_version(dir, 4).unwrap().is_none());
+        assert_eq!(Journal::of(dir).entries, 0);
+    }
+
+    #[test]
+    fn a_journal_entry_without_its_snapshot_is_not_a_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        let c = base();
+        persist_patch(dir, &record(5), &TablesPatch::default(), 3).unwrap();
+        assert!(kept_versions(dir).unwrap().is_empty());
+        assert!(restore(dir).unwrap().is_none());
+        assert!(Journal::of(dir).wants_snapshot());
+        persist(dir, &TablesBody::persisted(&c, record(6)), 3).unwrap();
+        assert_eq!(restore(dir).unwrap().unwrap().record.version, 6);
     }
 }

@@ -361,7 +361,7 @@ impl Tables {
             arp_senders: HashMap::new(),
             device_segments: HashSet::new(),
             device_by_ip: HashMap::new(),
-            service_ips: HashSet::new(),
+            service_ips: HashSet::with_capacity(n_ports),
             acl: None,
             acl_defaults: HashMap::new(),
             acl_provider_defaults: Box::new([]),
