@@ -11,12 +11,16 @@
 //!
 //! **Finding the rules.** [`AclTable`] holds, per interface, one compiled
 //! provider set (its rules and the interface default) in a plain array, and
-//! one compiled customer set per `(interface, service IP)` in a single hash
-//! table, stored inline in its 128-byte, cache-line-aligned bucket. A
-//! packet costs one array index, one provider match (a small set shared by
-//! every service on the interface, so hot in cache) and one hash lookup for
-//! its customer set; it is matched against nothing else. Provider rules
-//! are stored once per interface, not copied into every customer set.
+//! one customer set per `(interface, service IP)`, found through a 16-byte
+//! slot of an open-addressing index. A set of up to 32 rules (counting the
+//! interface's provider rules, which are copied in front of it) is matched
+//! by lanes (`lanes.rs`: eight rules per three-cache-line block, one
+//! branch-free vector pass per block), its blocks packed in one arena that
+//! the slot points into, so a packet costs one index slot and the set's
+//! blocks, and one match. Longer sets are matched as below, after the
+//! provider set.
+//!
+//! The rest of this note describes the tuple space, used for long lists.
 //!
 //! **Matching one set: tuple-space search, source prefix first.** The
 //! tuples of Srinivasan et al. are split in two levels, because the source
@@ -66,19 +70,21 @@
 //! O(N · E), E the range expansion factor of nested groups (1 without
 //! ranges, ≤ 900).
 //!
-//! **Memory per rule.** A linear rule is one 24-byte record; a nested rule
-//! is one 16-byte hash entry per expanded block plus its 8-byte verdict.
-//! Each distinct prefix adds a 16-byte group entry (hash table at most 7/8
-//! full, plus one control byte), each customer set a 128-byte bucket in
-//! the index. `memory_bytes` gives the real figure: about 70 bytes per rule
-//! for 1,000,000 rules in 100,000 services of 10 rules each.
+//! **Memory per rule.** A rule in lanes is 24 bytes (a block of eight is
+//! 192), plus one 16-byte index slot per set (the index at most half
+//! full); ten customer rules and one provider rule take two blocks, 384
+//! bytes. In the tuple space a linear rule is one 24-byte record, a nested
+//! rule one 16-byte hash entry per expanded block plus its 8-byte verdict,
+//! and each distinct prefix a 16-byte group entry (hash table at most 7/8
+//! full, plus one control byte). `memory_bytes` gives the real figure.
 //!
 //! **No allocation, no locks per lookup.** The tables are immutable after
 //! [`AclTableBuilder::build`]; the control plane swaps a whole new table
-//! in, so a burst never sees half an update. [`AclTable::lookup_burst`]
-//! works in stages over up to [`BURST`] packets: hash every key, find every
-//! customer set and make its first prefix probe, then match, so the cache
-//! misses of different packets overlap.
+//! in, so a burst never sees half an update. A burst is looked up in
+//! stages: [`AclTable::prefetch`] loads each packet's index slot a pass
+//! ahead, [`AclTable::locate`] reads it and starts loading the set's
+//! blocks, and [`AclTable::decide`] matches once every packet of the burst
+//! has been located, so the cache misses of different packets overlap.
 //!
 //! # IPv6
 //!
