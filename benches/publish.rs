@@ -72,12 +72,21 @@ fn main() {
             "gen-traffic: {}",
             String::from_utf8_lossy(&st.stderr)
         );
+        let rss_start = rss_mib();
         let text = std::fs::read_to_string(format!("{dir}/seqd.toml")).unwrap();
+        let rss_text = rss_mib();
         // The TOML front end alone (the toml crate and serde), then our
         // validation (which compiles the tables once), timed apart.
         let t0 = Instant::now();
         let config: Config = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
         let toml_s = t0.elapsed().as_secs_f64();
+        let rss_untrimmed = rss_mib();
+        seqd::datapath::dpdk::release_free_heap();
+        let rss_parsed = rss_mib();
+        println!(
+            "{n}: RSS MiB after the TOML parse: {rss_untrimmed:.0}, \
+             {rss_parsed:.0} once the free heap is released"
+        );
         let t0 = Instant::now();
         config
             .validate(&seqd::control::config::available_cpus())
@@ -91,6 +100,25 @@ fn main() {
         let first = services::compile_all(&config, 1, &mut slots).expect("compiles");
         let table_bytes = first.tables.memory_bytes();
         let published = Published::new(first.tables, workers);
+        // Where the memory goes (freed memory may stay in the allocator, so
+        // the config's own size is read off a second copy of it, made once
+        // a first copy has used up what the TOML document left free).
+        let copy1 = config.clone();
+        let rss_copy1 = rss_mib();
+        let copy2 = config.clone();
+        println!(
+            "{n}: one more copy of the parsed config: {:.0} MiB",
+            rss_mib() - rss_copy1
+        );
+        drop((copy1, copy2));
+        println!(
+            "{n}: RSS MiB: start {rss_start:.0}, +TOML text {:.0}, +parsed config {:.0}, \
+             after the first compile and publish {:.0} (tables {:.0} MiB)",
+            rss_text - rss_start,
+            rss_parsed - rss_text,
+            rss_mib(),
+            table_bytes as f64 / (1 << 20) as f64
+        );
         // Where a whole compile goes, phase by phase (one run).
         let t0 = Instant::now();
         let tables = services::compile(&config, 1, &mut slots).expect("compiles");

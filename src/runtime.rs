@@ -560,6 +560,9 @@ fn run_with_eal(
         .map(|&l| eal.socket_of_lcore(l))
         .collect();
     let published = Arc::new(Published::on_sockets(tables, &sockets));
+    // Parsing the config file and the first compile free far more than
+    // they keep (1.8 GB for 100,000 services); give it back.
+    dpdk::release_free_heap();
     let source = StatsSource {
         config: Arc::new(config.clone()),
         ports: ports.iter().map(Port::stats_handle).zip(macs).collect(),

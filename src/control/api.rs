@@ -259,7 +259,11 @@ fn get_tables(ctx: &Ctx, _: &Request) -> Reply {
 fn put_tables(ctx: &Ctx, req: &Request) -> Reply {
     let mut st = ctx.state.lock();
     let new = st.with_tables(&req.body)?;
-    json(200, &st.apply_change(new, "rest", req.change())?)
+    let applied = st.apply_change(new, "rest", req.change());
+    drop(st);
+    // A whole table's JSON and its compile free far more than they keep.
+    crate::datapath::dpdk::release_free_heap();
+    json(200, &applied?)
 }
 
 fn validate(ctx: &Ctx, req: &Request) -> Reply {

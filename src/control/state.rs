@@ -1080,7 +1080,11 @@ impl ControlState {
                 message: e.to_string(),
             },
         )?;
-        self.apply(new, "sighup")
+        drop(text);
+        let applied = self.apply(new, "sighup");
+        // The TOML document and the compile free far more than they keep.
+        crate::datapath::dpdk::release_free_heap();
+        applied
     }
 
     /// The running config with its tables replaced by a JSON body.

@@ -192,6 +192,19 @@ pub fn prefetch<T>(r: &T) {
     }
 }
 
+/// Hands the heap's free pages back to the kernel (glibc `malloc_trim`).
+/// Parsing a large TOML file or compiling a whole table frees far more
+/// than it keeps (1.8 GB for 100,000 services), and glibc holds on to it;
+/// the control thread calls this after such work. Not for workers.
+pub fn release_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages to the kernel; it takes
+    // the allocator's own locks and touches no live allocation.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// TSC frequency in Hz (valid after EAL init).
 pub fn tsc_hz() -> u64 {
     // SAFETY: valid after rte_eal_init.
