@@ -203,11 +203,16 @@ fn captured(path: &Path) -> Vec<(Vec<u8>, u16, u16)> {
 fn capture(lab: &mut Lab, role: &str, name: &str, filter: &str) -> u32 {
     let file = lab.path(name);
     // -p: no promiscuous mode; -Z root: keep the rights to write the file;
-    // -s 128: headers are what is compared; -B: no kernel drops on bursts.
+    // -s 128: headers are what is compared; -B: no kernel drops on bursts;
+    // --immediate-mode: each packet is read as it comes (otherwise the
+    // packet ring hands over a block only when it fills or after its 1 s
+    // timeout, and a test faster than that stops tcpdump before it has
+    // read what it received: "0 packets captured, 1195 received by filter").
     let pid = lab.spawn(
         role,
         &[
             "tcpdump",
+            "--immediate-mode",
             "-p",
             "-i",
             "eth0",
