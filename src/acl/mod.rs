@@ -726,6 +726,16 @@ pub struct Decision {
     pub default_tag: Option<u32>,
 }
 
+impl From<Decision> for Verdict {
+    #[inline(always)]
+    fn from(d: Decision) -> Verdict {
+        Verdict {
+            action: d.action,
+            rule: d.rule,
+        }
+    }
+}
+
 /// Packets per burst stage in [`AclTable::lookup_burst`] (stack scratch).
 pub const BURST: usize = 32;
 
@@ -829,6 +839,16 @@ impl AclTable {
         }
     }
 
+    /// The tag of the default that decides a packet to `service_ip` on
+    /// `iface` when no rule matches: its customer set's, else the
+    /// interface's.
+    pub fn default_tag(&self, iface: u16, service_ip: u32) -> Option<u32> {
+        let ia = self.iface(iface)?;
+        self.find_slot(index_key(iface, service_ip))
+            .and_then(|s| tag_opt(s.tag))
+            .or_else(|| tag_opt(ia.tag))
+    }
+
     /// Starts loading the index slot of `service_ip` on `iface` into the
     /// cache, for [`AclTable::locate`] a pass later.
     #[inline(always)]
@@ -919,10 +939,7 @@ impl AclTable {
     pub fn lookup(&self, iface: u16, service_ip: u32, p: &PacketFields) -> Option<Verdict> {
         self.iface(iface)?;
         self.decide(iface, self.locate(iface, service_ip), p)
-            .map(|d| Verdict {
-                action: d.action,
-                rule: d.rule,
-            })
+            .map(Verdict::from)
     }
 
     /// [`AclTable::lookup`] for a burst of `(service IP, packet)` arriving
@@ -938,37 +955,6 @@ impl AclTable {
         keys: &[(u32, PacketFields)],
         out: &mut [Option<Verdict>],
     ) {
-        self.burst(iface, keys, out, &mut []);
-    }
-
-    /// [`AclTable::lookup_burst`], and `customer[i]`: whether the service
-    /// IP of `keys[i]` has a customer set on `iface` (so a default verdict
-    /// is that set's default, not the interface's).
-    ///
-    /// Panics if `out` or `customer` is shorter than `keys`.
-    #[inline]
-    pub fn lookup_burst_sets(
-        &self,
-        iface: u16,
-        keys: &[(u32, PacketFields)],
-        out: &mut [Option<Verdict>],
-        customer: &mut [bool],
-    ) {
-        assert!(
-            customer.len() >= keys.len(),
-            "lookup_burst_sets: customer is shorter than keys"
-        );
-        self.burst(iface, keys, out, customer);
-    }
-
-    #[inline(always)]
-    fn burst(
-        &self,
-        iface: u16,
-        keys: &[(u32, PacketFields)],
-        out: &mut [Option<Verdict>],
-        customer: &mut [bool],
-    ) {
         assert!(
             out.len() >= keys.len(),
             "lookup_burst: out is shorter than keys"
@@ -976,24 +962,15 @@ impl AclTable {
         let out = &mut out[..keys.len()];
         if self.iface(iface).is_none() {
             out.fill(None);
-            customer.iter_mut().for_each(|c| *c = false);
             return;
         }
-        for (ci, (kc, oc)) in keys.chunks(BURST).zip(out.chunks_mut(BURST)).enumerate() {
+        for (kc, oc) in keys.chunks(BURST).zip(out.chunks_mut(BURST)) {
             let mut sets = [SetRef::default(); BURST];
             for (s, k) in sets.iter_mut().zip(kc) {
                 *s = self.locate(iface, k.0);
             }
-            if let Some(cc) = customer.get_mut(ci * BURST..ci * BURST + kc.len()) {
-                for (c, s) in cc.iter_mut().zip(&sets) {
-                    *c = s.present;
-                }
-            }
             for ((o, s), k) in oc.iter_mut().zip(&sets).zip(kc) {
-                *o = self.decide(iface, *s, &k.1).map(|d| Verdict {
-                    action: d.action,
-                    rule: d.rule,
-                });
+                *o = self.decide(iface, *s, &k.1).map(Verdict::from);
             }
         }
     }

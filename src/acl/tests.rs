@@ -672,6 +672,12 @@ fn a_default_decision_carries_the_tag_of_its_default() {
         d(Deny, Some(1), None)
     );
     assert_eq!(t.decide(3, t.locate(3, 100), &tcp(5, 1, 80, 0)), None);
+    // The same tags asked for directly (the service's set, else the interface's).
+    assert_eq!(
+        [100, 200, 300].map(|svc| t.default_tag(2, svc)),
+        [Some(8), Some(9), Some(7)]
+    );
+    assert_eq!(t.default_tag(3, 100), None);
     assert_eq!(t.len(), 42);
 }
 

@@ -674,18 +674,6 @@ impl Default for Prepared {
 }
 
 impl Prepared {
-    /// The counter slot of the service port the packet matched, if any
-    /// (for prefetching its counters).
-    #[inline(always)]
-    pub fn service_slot(&self) -> Option<u32> {
-        match (self.stage, &self.found) {
-            (Stage::Ipv4, Found::Forward(h) | Found::Reverse(ReturnMatch { port: h, .. })) => {
-                Some(h.slot)
-            }
-            _ => None,
-        }
-    }
-
     /// The ACL rule that decided the packet, if any.
     #[inline(always)]
     pub fn acl_rule(&self) -> Option<u32> {

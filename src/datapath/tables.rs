@@ -328,11 +328,8 @@ pub struct Tables {
     device_segments: HashSet<u32>,
     device_by_ip: HashMap<u32, DeviceId>,
     service_ips: HashSet<u32>,
+    /// The ACLs, which also hold each default action's counter slot.
     acl: Option<Arc<AclTable>>,
-    /// (interface, service IP or 0 for the provider set) -> default slot.
-    acl_defaults: HashMap<u64, u32>,
-    /// The provider set's default slot, by interface.
-    acl_provider_defaults: Box<[Option<u32>]>,
 }
 
 impl Tables {
@@ -363,8 +360,6 @@ impl Tables {
             device_by_ip: HashMap::new(),
             service_ips: HashSet::with_capacity(n_ports),
             acl: None,
-            acl_defaults: HashMap::new(),
-            acl_provider_defaults: Box::new([]),
         };
         for (id, d) in t.devices.iter().enumerate() {
             for leg in [d.client_leg, d.server_leg] {
@@ -614,7 +609,6 @@ impl Tables {
                 .sum::<usize>()
             + self.service_ips.allocation_size()
             + self.acl.as_ref().map_or(0, |a| a.memory_bytes())
-            + self.acl_defaults.allocation_size()
     }
 
     /// The passive devices that get copies at hop `k` of a port.
@@ -682,46 +676,12 @@ impl Tables {
         mut acl: AclTable,
         defaults: impl IntoIterator<Item = ((u16, Option<Ipv4Addr>), u32)>,
     ) -> Tables {
-        let mut provider = Vec::new();
-        self.acl_defaults = defaults
-            .into_iter()
-            .inspect(|&((iface, ip), slot)| {
-                if ip.is_none() {
-                    let i = iface as usize;
-                    if provider.len() <= i {
-                        provider.resize(i + 1, None);
-                    }
-                    provider[i] = Some(slot);
-                }
-            })
-            .map(|((iface, ip), slot)| (acl_default_key(iface, ip), slot))
-            .collect();
-        self.acl_provider_defaults = provider.into_boxed_slice();
         // The ACL returns a default's counter slot itself: no hash lookup
-        // per packet.
-        acl.set_default_tags(|iface, ip| {
-            self.acl_defaults
-                .get(&acl_default_key(iface, ip.map(Ipv4Addr::from)))
-                .copied()
-        });
+        // per packet, and no copy of the slots here.
+        let slots: HashMap<(u16, Option<Ipv4Addr>), u32> = defaults.into_iter().collect();
+        acl.set_default_tags(|iface, ip| slots.get(&(iface, ip.map(Ipv4Addr::from))).copied());
         self.acl = Some(Arc::new(acl));
         self
-    }
-
-    /// [`Tables::acl_default_slot`] when the ACL lookup has said whether
-    /// `dst` has a customer set (no hash lookup for the interface's own
-    /// default, which decides every packet to a client).
-    #[inline]
-    pub fn acl_default_slot_of(&self, iface: u16, dst: Ipv4Addr, customer: bool) -> Option<u32> {
-        if customer {
-            if let Some(&s) = self.acl_defaults.get(&acl_default_key(iface, Some(dst))) {
-                return Some(s);
-            }
-        }
-        self.acl_provider_defaults
-            .get(iface as usize)
-            .copied()
-            .flatten()
     }
 
     #[inline(always)]
@@ -732,10 +692,7 @@ impl Tables {
     /// The default-action slot that decided a packet to `dst` on `iface`:
     /// the service's own set, else the interface's provider set.
     pub fn acl_default_slot(&self, iface: u16, dst: Ipv4Addr) -> Option<u32> {
-        self.acl_defaults
-            .get(&acl_default_key(iface, Some(dst)))
-            .or_else(|| self.acl_defaults.get(&acl_default_key(iface, None)))
-            .copied()
+        self.acl.as_ref()?.default_tag(iface, u32::from(dst))
     }
 
     /// The counter slot of a device.
@@ -752,10 +709,6 @@ impl Tables {
             NextMac::Neighbor(slot) => self.neighbors.mac(slot),
         }
     }
-}
-
-fn acl_default_key(iface: u16, ip: Option<Ipv4Addr>) -> u64 {
-    (iface as u64) << 33 | ip.map_or(1 << 32, |a| u32::from(a) as u64)
 }
 
 fn push_range(map: &mut HashMap<u64, Box<[PortRange]>>, key: u64, r: PortRange) {
